@@ -1,0 +1,64 @@
+"""mushin-nb: Hydra parameter sweeps from a Jupyter notebook, as labeled xarray Datasets.
+
+The API of ``rai_toolbox.mushin`` (``from mushin_nb import MultiRunMetricsWorkflow,
+multirun``), plus live runs, failure capture, resume, NetCDF, a cell magic and a
+widget panel. Heavy modules load on first use: ``import mushin_nb`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "BaseWorkflow": "._workflows",
+    "MultiRunMetricsWorkflow": "._workflows",
+    "RobustnessCurve": "._workflows",
+    "multirun": "hydra_zen",
+    "hydra_list": "hydra_zen",
+    "SweepRun": "._execution",
+    "SweepError": "._execution",
+    "SweepEvent": "._execution",
+    "JobFailure": "._execution",
+    "save_netcdf": "._dataset",
+    "load_netcdf": "._dataset",
+    "sweep_panel": ".notebook.panel",
+}
+
+__all__ = sorted(_EXPORTS) + ["load_ipython_extension", "unload_ipython_extension"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hydra_zen import hydra_list, multirun
+
+    from ._dataset import load_netcdf, save_netcdf
+    from ._execution import JobFailure, SweepError, SweepEvent, SweepRun
+    from ._workflows import BaseWorkflow, MultiRunMetricsWorkflow, RobustnessCurve
+    from .notebook.panel import sweep_panel
+
+
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'mushin_nb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext mushin_nb``: registers the ``%%mushin_sweep`` cell magic."""
+    from .notebook.magic import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .notebook.magic import unload_ipython_extension as _unload
+
+    _unload(ipython)

@@ -1,0 +1,311 @@
+"""Results -> ``xarray.Dataset`` keyed by parameter values; NetCDF that round-trips."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._store import JobResult
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from ._sweep import SweepSpec
+
+__all__ = ["build_dataset", "save_netcdf", "load_netcdf"]
+
+
+def _fixed_coord(value: Any) -> Any:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _attr_value(value: Any) -> Any:
+    # rai mushin: a list value of a non-swept parameter is stored as its string form
+    if isinstance(value, list):
+        return str(value)
+    return value
+
+
+def _fill_for(dtype: np.dtype) -> tuple[np.dtype, Any]:
+    if dtype.kind == "f" or dtype.kind == "c":
+        return dtype, np.nan
+    if dtype.kind in "iub":
+        return np.dtype("float64"), np.nan
+    if dtype.kind in "US":
+        return dtype, ""
+    return dtype, None
+
+
+def build_dataset(
+    spec: SweepSpec,
+    results: Sequence[JobResult],
+    *,
+    sweep_dir: Path | None = None,
+    include_status: bool = False,
+    status: np.ndarray | None = None,
+    include_working_subdirs_as_data_var: bool = False,
+    coord_from_metrics: str | None = None,
+    non_multirun_params_as_singleton_dims: bool = False,
+    workflow: str = "",
+) -> xr.Dataset:
+    """Place each job's metrics at the grid cell of its parameter values.
+
+    Cells without a result are NaN (numbers; ints and bools are promoted to float
+    while any cell is missing) or "" (strings). The job order never matters.
+    """
+    import xarray as xr
+
+    from ._sweep import sanitize_coord_values
+
+    singleton = non_multirun_params_as_singleton_dims
+    grid_dims: list[str] = []
+    coords: dict[str, Any] = {}
+    swept_axes: list[int] = []  # position of each swept param among grid dims
+    for p in spec.params:
+        if p.swept:
+            swept_axes.append(len(grid_dims))
+            grid_dims.append(p.name)
+            coords[p.name] = sanitize_coord_values(list(p.values))
+        elif singleton:
+            grid_dims.append(p.name)
+            coords[p.name] = [_fixed_coord(p.value)]
+    grid_shape = tuple(len(coords[d]) for d in grid_dims)
+    attrs = {p.name: _attr_value(p.value) for p in spec.fixed}
+
+    done = [r for r in results if r.status == "done" and r.metrics is not None]
+    # metric names in the order the (earliest) jobs returned them
+    names: list[str] = []
+    seen: set[str] = set()
+    for r in done:
+        for k in r.metrics or {}:
+            if k not in seen:
+                seen.add(k)
+                names.append(k)
+
+    def full_index(r: JobResult) -> tuple[int, ...]:
+        idx = [0] * len(grid_dims)
+        for ax, i in zip(swept_axes, r.index):
+            idx[ax] = i
+        return tuple(idx)
+
+    def cell_label(r: JobResult) -> str:
+        return ", ".join(f"{p.name}={p.values[i]!r}" for p, i in zip(spec.swept, r.index))
+
+    # coordinate taken from a metric (e.g. "epoch")
+    extra_coord_values = None
+    if coord_from_metrics is not None:
+        if coord_from_metrics not in seen:
+            raise ValueError(
+                f"coord_from_metrics={coord_from_metrics!r} is not one of the metrics "
+                f"{names}; name one of them."
+            )
+        for r in done:
+            if coord_from_metrics in (r.metrics or {}):
+                v = np.asarray(r.metrics[coord_from_metrics])  # type: ignore[index]
+                extra_coord_values = v if v.ndim <= 1 else v.reshape(-1, v.shape[-1])[0]
+                break
+
+    data_vars: dict[str, Any] = {}
+    extra_coords: dict[str, Any] = {}
+    for name in names:
+        if name == coord_from_metrics:
+            continue
+        pairs = [(r, r.metrics[name]) for r in done if r.metrics and name in r.metrics]  # type: ignore[index]
+        pairs = [(r, v) for r, v in pairs if v is not None]
+        if not pairs:
+            continue
+        vals = [np.asarray(v) for _, v in pairs]
+        shapes = {v.shape for v in vals}
+        if len(shapes) > 1:
+            by_shape: dict[tuple, str] = {}
+            for (r, _), v in zip(pairs, vals):
+                by_shape.setdefault(v.shape, cell_label(r))
+            seen_txt = "; ".join(f"{s} (e.g. at {lab})" for s, lab in by_shape.items())
+            raise ValueError(
+                f"The metric {name!r} has different shapes in different jobs: {seen_txt}. "
+                "Every job must return the same shape for a metric (pad or summarise it)."
+            )
+        (mshape,) = shapes
+        dtype = np.result_type(*vals) if vals[0].dtype.kind not in "US" else np.dtype(str)
+        if dtype.kind in "US":
+            dtype = np.array([str(v) for v in vals]).dtype
+        complete = len(pairs) == int(np.prod(grid_shape))
+        fill = None
+        if not complete:
+            dtype, fill = _fill_for(dtype)
+        if dtype == object:
+            raise TypeError(f"The metric {name!r} holds Python objects; return numbers or strings.")
+        arr = np.empty(grid_shape + mshape, dtype=dtype)
+        if fill is not None:
+            arr[...] = fill
+        idx = np.array([full_index(r) for r, _ in pairs], dtype=np.intp).reshape(len(pairs), len(grid_dims))
+        arr[tuple(idx.T)] = np.stack(vals).astype(dtype, copy=False)
+        extra = []
+        for n, size in enumerate(mshape):
+            if n == 0 and extra_coord_values is not None:
+                extra.append(coord_from_metrics)
+                extra_coords.setdefault(coord_from_metrics, extra_coord_values)  # type: ignore[arg-type]
+            else:
+                dname = f"{name}_dim{n}"
+                extra.append(dname)
+                extra_coords.setdefault(dname, np.arange(size))
+        data_vars[name] = (tuple(grid_dims) + tuple(extra), arr)
+
+    if include_working_subdirs_as_data_var and sweep_dir is not None:
+        subdirs = np.full(grid_shape, "", dtype=object)
+        for r in results:
+            if r.subdir:
+                subdirs[full_index(r)] = str(Path(sweep_dir) / r.subdir)
+        data_vars["working_subdir"] = (tuple(grid_dims), subdirs.astype(str))
+    if include_status:
+        if status is None:
+            status = status_array(spec, results)
+        st = status
+        if singleton:
+            st = st.reshape(grid_shape)
+        data_vars["status"] = (tuple(grid_dims), st)
+
+    all_coords = dict(coords)
+    all_coords.update(extra_coords)
+    ds = xr.Dataset(data_vars=data_vars, coords=all_coords, attrs=attrs)
+    return ds
+
+
+def status_array(spec: SweepSpec, results: Sequence[JobResult]) -> np.ndarray:
+    st = np.full(spec.shape, "pending", dtype="<U9")
+    for r in sorted(results, key=lambda r: r.job_num):
+        st[tuple(r.index)] = r.status
+    return st
+
+
+# --------------------------------------------------------------------------- NetCDF
+
+_JSON_ATTRS = "mushin_nb_json_attrs"
+
+
+def _needs_json(v: Any) -> bool:
+    if isinstance(v, bool) or v is None:
+        return True
+    if isinstance(v, (str, int, float, np.integer, np.floating)):
+        return False
+    if isinstance(v, np.ndarray) and v.dtype.kind in "iuf":
+        return False
+    return True
+
+
+def _encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    encoded: list[str] = []
+    for k, v in attrs.items():
+        if k == _JSON_ATTRS:
+            continue
+        if _needs_json(v):
+            try:
+                out[k] = json.dumps(v, ensure_ascii=False, allow_nan=True)
+            except TypeError:
+                raise TypeError(
+                    f"The attribute {k!r} = {v!r} ({type(v).__name__}) cannot be saved to "
+                    "NetCDF; use numbers, strings, bools, None, lists or dicts of them."
+                ) from None
+            encoded.append(k)
+        else:
+            out[k] = v
+    if encoded:
+        out[_JSON_ATTRS] = json.dumps(encoded)
+    return out
+
+
+def _decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(attrs)
+    enc = out.pop(_JSON_ATTRS, None)
+    if enc is not None:
+        for k in json.loads(enc):
+            if k in out:
+                out[k] = json.loads(out[k])
+    return out
+
+
+def _engine() -> str:
+    try:
+        import h5netcdf  # noqa: F401
+
+        return "h5netcdf"
+    except ImportError:
+        try:
+            import netCDF4  # noqa: F401
+
+            return "netcdf4"
+        except ImportError:
+            raise ImportError(
+                "Saving NetCDF needs an engine that writes strings: pip install 'h5netcdf[h5py]'"
+            ) from None
+
+
+def save_netcdf(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write ``ds`` to a NetCDF file that :func:`load_netcdf` reads back identical.
+
+    Attributes NetCDF cannot hold (dicts, None, bools, lists) are stored as JSON
+    and decoded on load. The write is atomic: a crash never leaves a partial file at
+    ``path``. An existing file is replaced only with ``overwrite=True``.
+
+    Examples
+    --------
+    >>> import xarray as xr, tempfile, os
+    >>> ds = xr.Dataset({"acc": ("lr", [0.5, 0.9])}, coords={"lr": [0.1, 1.0]},
+    ...                 attrs={"tag": None, "opts": {"a": 1}, "flag": True})
+    >>> p = os.path.join(tempfile.mkdtemp(), "sweep.nc")
+    >>> _ = save_netcdf(ds, p)
+    >>> load_netcdf(p).identical(ds)
+    True
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path} already exists; pass overwrite=True to replace it (or choose another path)."
+        )
+    out = ds.copy()
+    out.attrs = _encode_attrs(ds.attrs)
+    for name in list(out.variables):
+        out[name].attrs = _encode_attrs(ds[name].attrs)
+        out[name].encoding = {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        out.to_netcdf(tmp, engine=_engine())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_netcdf(path: str | os.PathLike) -> xr.Dataset:
+    """Read a file written by :func:`save_netcdf` (or any NetCDF file) into memory."""
+    import xarray as xr
+
+    with xr.open_dataset(path, engine=_engine()) as f:
+        ds = f.load()
+    ds.attrs = _decode_attrs(ds.attrs)
+    for name in list(ds.variables):
+        var = ds[name]
+        var.attrs = _decode_attrs(var.attrs)
+        if var.dtype == object and var.size and all(isinstance(x, str) for x in var.values.ravel()):
+            ds[name] = var.astype(str)
+    for name in list(ds.coords):
+        v = ds.coords[name]
+        if v.dtype == object and v.size and all(isinstance(x, str) for x in v.values.ravel()):
+            ds.coords[name] = v.astype(str)
+    ds.encoding = {}
+    for name in ds.variables:
+        ds[name].encoding = {}
+    return ds

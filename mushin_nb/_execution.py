@@ -1,0 +1,630 @@
+"""Running a sweep: the job wrapper, the live run handle, failure policy, cancel.
+
+Every job persists its own result (see ``_store``); a watcher turns what jobs
+persist into events, so results stream in with any Hydra launcher whose jobs
+share the file system (in-process, joblib, submitit, Ray). Jobs that run in this
+process also hand their result over directly (the fast path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import threading
+import time
+import traceback
+import uuid
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import _store
+from ._store import JobResult
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from ._sweep import SweepSpec
+
+log = logging.getLogger("mushin_nb")
+
+__all__ = ["SweepRun", "SweepError", "JobFailure", "SweepEvent"]
+
+ON_ERROR = ("collect", "stop", "ignore")
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class JobFailure:
+    """One failed job: its parameter values, the exception and where it ran."""
+
+    params: dict[str, Any]
+    exc_type: str
+    message: str
+    traceback: str
+    job_dir: str
+
+    def line(self) -> str:
+        p = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"[{p}] {self.exc_type}: {self.message.splitlines()[0] if self.message else ''}"
+
+
+@dataclass
+class SweepEvent:
+    """Sent to ``SweepRun.subscribe`` callbacks once per finished job."""
+
+    params: dict[str, Any]
+    metrics: dict[str, Any] | None
+    status: str
+    duration: float
+    index: tuple[int, ...]
+    job_dir: str
+    error: dict[str, str] | None = None
+
+
+class SweepError(RuntimeError):
+    """Raised by a blocking ``run()`` when jobs failed (``on_error="collect"`` or
+    ``"stop"``). ``err.dataset`` holds every finished result, ``err.failures``
+    one :class:`JobFailure` per failed job."""
+
+    def __init__(self, message: str, dataset: Any = None, failures: list[JobFailure] | None = None):
+        super().__init__(message)
+        self.dataset = dataset
+        self.failures = failures or []
+
+
+class _JobCancelled(BaseException):
+    pass
+
+
+class JobOutcome:
+    """What the job wrapper returns to Hydra for a job that did not produce a
+    metrics dict (failed or cancelled); Hydra never sees the exception, so it
+    never aborts the batch."""
+
+    def __init__(self, status: str, error: dict[str, str] | None = None):
+        self.status = status
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"JobOutcome({self.status!r})"
+
+
+# --------------------------------------------------------------------------- registry
+
+_live: dict[str, _LiveState] = {}
+_sweep_lock = threading.Lock()
+_active: dict[str, Any] = {}
+
+
+@dataclass
+class _LiveState:
+    """Driver-side state that in-process jobs and the sweeper reach by run id."""
+
+    lookup: dict[str, dict[str, int]]
+    skip: set[tuple[int, ...]]
+    start_num: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+    on_record: Callable[[JobResult], None] | None = None
+    on_start: Callable[[tuple[int, ...], str], None] | None = None
+    job_thread: threading.Thread | None = None
+
+
+def task_hash(*fns: Any) -> str:
+    h = hashlib.sha256()
+    for fn in fns:
+        fn = inspect.unwrap(fn) if callable(fn) else fn
+        try:
+            src = inspect.getsource(fn)
+            h.update(src.encode())
+        except (OSError, TypeError):
+            code = getattr(fn, "__code__", None)
+            if code is not None:
+                h.update(code.co_code)
+                h.update(repr(code.co_consts).encode())
+            else:
+                h.update(repr(fn).encode())
+    return h.hexdigest()[:16]
+
+
+class JobRunner:
+    """The function Hydra runs for each job (picklable: it travels to joblib,
+    submitit and Ray workers).
+
+    It finds the job's grid cell from its overrides, honours a cancel, runs
+    ``pre_task`` then ``task``, persists the return value (or the failure) in the
+    job directory and the sweep index, and never raises into Hydra.
+    """
+
+    def __init__(
+        self,
+        *,
+        task: Callable[[Any], Any],
+        pre_task: Callable[[Any], Any] | None,
+        sweep_dir: str,
+        run_id: str,
+        lookup: dict[str, dict[str, int]],
+        params: list[tuple[str, list[Any]]],
+        on_error: str,
+        workflow: str,
+        task_hash: str,
+        require_dict: bool = True,
+    ):
+        self.task = task
+        self.pre_task = pre_task
+        self.sweep_dir = sweep_dir
+        self.run_id = run_id
+        self.lookup = lookup
+        self.params = params
+        self.on_error = on_error
+        self.workflow = workflow
+        self.task_hash = task_hash
+        self.require_dict = require_dict
+
+    def _index(self, overrides: list[str]) -> tuple[int, ...] | None:
+        from ._sweep import _parser, _unquote, parse_job_overrides
+
+        idx = parse_job_overrides(overrides, self.lookup)
+        if idx is not None:
+            return idx
+        # another sweeper may write values differently: match parsed values
+        found: dict[str, int] = {}
+        values = dict(self.params)
+        for o in _parser().parse_overrides(list(overrides)):
+            name = o.get_key_element().lstrip("+~")
+            if name in values and not o.is_sweep_override():
+                v = _unquote(o.value())
+                for i, c in enumerate(values[name]):
+                    if type(c) is type(v) and c == v:
+                        found[name] = i
+                        break
+        if len(found) != len(self.lookup):
+            return None
+        return tuple(found[k] for k in self.lookup)
+
+    def _label(self, idx: tuple[int, ...] | None) -> str:
+        if idx is None:
+            return "(unknown cell)"
+        return ", ".join(f"{n}={vals[i]!r}" for (n, vals), i in zip(self.params, idx))
+
+    def __call__(self, cfg: Any) -> Any:
+        from hydra.core.hydra_config import HydraConfig
+
+        from ._store import to_numpy_or_scalar
+
+        hc = HydraConfig.get()
+        job_dir = Path(hc.runtime.output_dir)
+        sweep_dir = Path(self.sweep_dir)
+        overrides = list(hc.overrides.task)
+        job_num = int(hc.job.num)
+        idx = self._index(overrides)
+        if idx is None:
+            raise RuntimeError(
+                f"mushin_nb: job {job_num} has overrides {overrides} that match no cell of "
+                "the sweep; was the sweep changed by a sweeper plugin?"
+            )
+        try:
+            subdir = job_dir.relative_to(sweep_dir).as_posix()
+        except ValueError:
+            subdir = str(job_dir)
+        state = _live.get(self.run_id)
+        base = dict(index=idx, subdir=subdir, job_num=job_num, task_hash=self.task_hash, run_id=self.run_id)
+
+        def persist(result: JobResult) -> None:
+            result.finished = time.time()
+            _store.write_job_result(sweep_dir, job_dir, result)
+            if state is not None and state.on_record is not None:
+                state.on_record(result)
+
+        cancelled = (state is not None and state.cancel.is_set()) or _store.is_cancelled(sweep_dir)
+        if cancelled:
+            persist(JobResult(status="cancelled", **base))
+            return JobOutcome("cancelled")
+        if state is not None:
+            state.job_thread = threading.current_thread()
+            if state.on_start is not None:
+                state.on_start(idx, subdir)
+        t0 = time.perf_counter()
+        try:
+            if self.pre_task is not None:
+                self.pre_task(cfg)
+            out = self.task(cfg)
+            if out is not None and not isinstance(out, Mapping):
+                raise TypeError(
+                    f"{self.workflow}.task must return a dict of metrics (or None), but the job "
+                    f"with {self._label(idx)} returned a {type(out).__name__}: {out!r:.200}. "
+                    "Return e.g. dict(accuracy=acc)."
+                )
+            metrics = None
+            if out is not None:
+                metrics = {str(k): to_numpy_or_scalar(v, name=str(k)) for k, v in out.items()}
+        except _JobCancelled:
+            persist(JobResult(status="cancelled", duration=time.perf_counter() - t0, **base))
+            return JobOutcome("cancelled")
+        except Exception as e:
+            tb = traceback.format_exc()
+            err = {"type": type(e).__name__, "message": str(e), "traceback": tb}
+            try:
+                (job_dir / _store.ERROR_TXT).write_text(tb, encoding="utf-8")
+            except OSError:
+                pass
+            if self.on_error == "stop":
+                _store.set_cancel(sweep_dir, f"stopped after a failure in {subdir}")
+                if state is not None:
+                    state.cancel.set()
+            persist(JobResult(status="failed", duration=time.perf_counter() - t0, error=err, **base))
+            return JobOutcome("failed", err)
+        finally:
+            if state is not None:
+                state.job_thread = None
+        persist(
+            JobResult(
+                status="done",
+                metrics=metrics,
+                returned_none=out is None,
+                duration=time.perf_counter() - t0,
+                **base,
+            )
+        )
+        return out
+
+
+# --------------------------------------------------------------------------- the run handle
+
+
+class SweepRun:
+    """A sweep that is running or finished: a live Dataset, status, events, cancel.
+
+    Returned at once by ``Workflow.start(...)``; ``Workflow.run(...)`` waits on
+    one. The Dataset holds the whole grid from the start; each cell is filled as
+    soon as its job finishes, and a ``status`` variable tells pending, running,
+    done, failed and cancelled cells apart.
+
+    Examples
+    --------
+    >>> from mushin_nb import MultiRunMetricsWorkflow, multirun
+    >>> class Sq(MultiRunMetricsWorkflow):
+    ...     @staticmethod
+    ...     def task(x: int) -> dict:
+    ...         return dict(y=x * x)
+    >>> import tempfile
+    >>> run = Sq().start(x=multirun([1, 2, 3]), working_dir=tempfile.mkdtemp())
+    >>> ds = run.wait()
+    >>> ds["y"].values.tolist(), run.status["done"]
+    ([1, 4, 9], 3)
+    """
+
+    def __init__(
+        self,
+        *,
+        spec: SweepSpec,
+        sweep_dir: Path,
+        run_id: str,
+        on_error: str,
+        workflow_name: str,
+        previous: list[JobResult] | None = None,
+        start_num: int = 0,
+        poll_interval: float = 0.1,
+    ):
+        self.spec = spec
+        self.sweep_dir = Path(sweep_dir)
+        self.run_id = run_id
+        self.on_error = on_error
+        self.workflow_name = workflow_name
+        self.poll_interval = poll_interval
+        self._lock = threading.RLock()
+        self._results: dict[tuple[int, ...], JobResult] = {}
+        self._status = np.full(spec.shape, "pending", dtype="<U9")
+        self._subscribers: list[Callable[[SweepEvent], Any]] = []
+        self._callback_errors: list[BaseException] = []
+        self._seen: set[tuple[str, str]] = set()
+        self._offset = 0
+        self._version = 0
+        self._ds_cache: tuple[int, Any] | None = None
+        self._finished = threading.Event()
+        self._cancel_requested = False
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._started = time.time()
+        self._ended: float | None = None
+        self.jobs: list[Any] = []
+        self.skipped = 0
+        for r in previous or []:
+            self._results[r.index] = r
+            self._status[r.index] = r.status
+            self.skipped += 1
+        self.state = _LiveState(
+            lookup=spec.lookup(),
+            skip=set(self._results),
+            start_num=start_num,
+        )
+        self.state.on_record = self._ingest
+        self.state.on_start = self._mark_running
+
+    # ------------------------------------------------------------ ingest
+    def _mark_running(self, idx: tuple[int, ...], subdir: str) -> None:
+        with self._lock:
+            if self._status[idx] == "pending":
+                self._status[idx] = "running"
+                self._version += 1
+
+    def _ingest(self, r: JobResult) -> None:
+        key = (r.subdir, r.status)
+        with self._lock:
+            if key in self._seen:
+                return
+            self._seen.add(key)
+            if r.index in self.state.skip and r.run_id != self.run_id:
+                return
+            self._results[r.index] = r
+            self._status[r.index] = r.status
+            self._version += 1
+            subscribers = list(self._subscribers)
+        if r.status == "failed" and self.on_error == "stop":
+            self.state.cancel.set()
+        ev = SweepEvent(
+            params=self.spec.cell_params(r.index),
+            metrics=r.metrics,
+            status=r.status,
+            duration=r.duration,
+            index=r.index,
+            job_dir=str(self.sweep_dir / r.subdir),
+            error=r.error,
+        )
+        for cb in subscribers:
+            try:
+                cb(ev)
+            except Exception as e:  # a view must never stop a sweep
+                self._callback_errors.append(e)
+                warnings.warn(
+                    f"mushin_nb: the subscriber {getattr(cb, '__name__', cb)!r} raised "
+                    f"{type(e).__name__}: {e} (the sweep goes on)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+    def poll(self) -> int:
+        """Read what jobs appended to the sweep index since the last poll (how
+        results from other processes arrive). Returns the number of new records."""
+        raw, self._offset = _store.read_index_raw(self.sweep_dir, self._offset)
+        n = 0
+        for d in raw:
+            if d.get("run_id") != self.run_id:
+                continue
+            key = (d.get("subdir", ""), d.get("status", ""))
+            if key in self._seen:
+                continue
+            try:
+                r = JobResult.from_json(d, self.sweep_dir / d.get("subdir", ""))
+            except (OSError, ValueError):
+                continue  # the array file is not there yet; next poll
+            self._ingest(r)
+            n += 1
+        return n
+
+    def _watch(self) -> None:
+        while not self._finished.wait(self.poll_interval):
+            try:
+                self.poll()
+            except Exception as e:  # pragma: no cover - defensive
+                log.debug("poll failed: %s", e)
+
+    # ------------------------------------------------------------ public
+    @property
+    def done(self) -> bool:
+        """True once the sweep has ended (finished, failed or cancelled)."""
+        return self._finished.is_set()
+
+    @property
+    def status(self) -> dict[str, int]:
+        """Counts of cells per state, plus ``total``."""
+        with self._lock:
+            vals, counts = np.unique(self._status, return_counts=True)
+        out = {s: 0 for s in _store.STATES}
+        out.update({str(v): int(c) for v, c in zip(vals, counts)})
+        out["total"] = int(self._status.size)
+        return out
+
+    @property
+    def results(self) -> list[JobResult]:
+        with self._lock:
+            return sorted(self._results.values(), key=lambda r: r.job_num)
+
+    @property
+    def failures(self) -> list[JobFailure]:
+        """One record per failed job, in job order."""
+        out = []
+        for r in self.results:
+            if r.status == "failed":
+                e = r.error or {}
+                out.append(
+                    JobFailure(
+                        params=self.spec.cell_params(r.index),
+                        exc_type=e.get("type", ""),
+                        message=e.get("message", ""),
+                        traceback=e.get("traceback", ""),
+                        job_dir=str(self.sweep_dir / r.subdir),
+                    )
+                )
+        return out
+
+    @property
+    def callback_errors(self) -> list[BaseException]:
+        return list(self._callback_errors)
+
+    @property
+    def elapsed(self) -> float:
+        return (self._ended or time.time()) - self._started
+
+    @property
+    def dataset(self) -> xr.Dataset:
+        """The whole grid now: metrics filled where jobs finished, NaN elsewhere,
+        and a ``status`` variable over the swept dimensions. Safe to read from
+        any thread while the sweep runs."""
+        from ._dataset import build_dataset
+
+        with self._lock:
+            if self._ds_cache is not None and self._ds_cache[0] == self._version:
+                return self._ds_cache[1]
+            version = self._version
+            results = list(self._results.values())
+            status = self._status.copy()
+        ds = build_dataset(self.spec, results, sweep_dir=self.sweep_dir, include_status=True, status=status)
+        with self._lock:
+            self._ds_cache = (version, ds)
+        return ds
+
+    def subscribe(self, callback: Callable[[SweepEvent], Any]) -> Callable[[], None]:
+        """Call ``callback(event)`` once per job that finishes from now on.
+
+        Returns a function that unsubscribes. An exception in a callback is
+        reported as a warning (and kept in ``callback_errors``) and never stops
+        the sweep."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def cancel(self) -> None:
+        """No new job starts; cells that never ran are marked cancelled; finished
+        results are kept (and stay on disk for ``resume``)."""
+        self._cancel_requested = True
+        self.state.cancel.set()
+        if not self.done:
+            _store.set_cancel(self.sweep_dir, "cancelled by the user")
+
+    def interrupt(self) -> None:
+        """Cancel, and stop the job running in this process now (raises inside
+        it at its next Python instruction)."""
+        self.cancel()
+        t = self.state.job_thread
+        if t is not None and t.ident is not None:
+            import ctypes
+
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(t.ident), ctypes.py_object(_JobCancelled)
+            )
+
+    def wait(self, timeout: float | None = None) -> xr.Dataset:
+        """Block until the sweep ends (or ``timeout`` seconds pass) and return the
+        Dataset. Raises the error that stopped the sweep itself, if any (a failed
+        job is not such an error: see ``failures``)."""
+        if self._thread is not None:
+            self._finished.wait(timeout)
+        if self.done and self._error is not None:
+            raise self._error
+        return self.dataset
+
+    def view(self, metric: str | None = None, **kwargs: Any) -> Any:
+        """A live plot of this run (needs the notebook extras: panel, hvplot)."""
+        from .notebook.view import LiveView
+
+        return LiveView(self, metric=metric, **kwargs).panel()
+
+    def _repr_html_(self) -> str:
+        s = self.status
+        head = (
+            f"<b>SweepRun</b> {self.workflow_name} in <code>{self.sweep_dir}</code>: "
+            f"{s['done']} done, {s['failed']} failed, {s['running']} running, "
+            f"{s['pending']} pending, {s['cancelled']} cancelled of {s['total']}"
+        )
+        return head + self.dataset._repr_html_()
+
+    def __repr__(self) -> str:
+        s = self.status
+        state = "finished" if self.done else "running"
+        return (
+            f"<SweepRun {self.workflow_name} {state}: {s['done']}/{s['total']} done, "
+            f"{s['failed']} failed, {s['cancelled']} cancelled; dir={self.sweep_dir}>"
+        )
+
+    # ------------------------------------------------------------ driver
+    def _start(self, launch: Callable[[], Any]) -> None:
+        if not _sweep_lock.acquire(blocking=False):
+            other = _active.get("run")
+            raise RuntimeError(
+                "Another sweep is running in this kernel"
+                + (f" ({other!r})" if other is not None else "")
+                + ": Hydra holds process-wide state while it runs, so sweeps run one at a time. "
+                "Wait for it (run.wait()) or cancel it (run.cancel()) and start this one again."
+            )
+        _active["run"] = self
+        _live[self.run_id] = self.state
+        self._started = time.time()
+
+        def body() -> None:
+            watcher = threading.Thread(target=self._watch, name="mushin-watch", daemon=True)
+            watcher.start()
+            try:
+                self.jobs = _flatten_jobs(launch())
+            except BaseException as e:
+                self._error = e
+            finally:
+                try:
+                    self.poll()
+                except Exception:
+                    pass
+                with self._lock:
+                    pending = (self._status == "pending") | (self._status == "running")
+                    if self.state.cancel.is_set() or self._error is not None:
+                        self._status[pending] = "cancelled"
+                    self._version += 1
+                _store.clear_cancel(self.sweep_dir)
+                _live.pop(self.run_id, None)
+                _active.pop("run", None)
+                self._ended = time.time()
+                _sweep_lock.release()
+                self._finished.set()
+
+        self._thread = threading.Thread(target=body, name="mushin-sweep", daemon=True)
+        self._thread.start()
+
+
+def _flatten_jobs(ret: Any) -> list[Any]:
+    from hydra.core.utils import JobReturn
+
+    out: list[Any] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, JobReturn):
+            out.append(x)
+        elif isinstance(x, (list, tuple)):
+            for y in x:
+                walk(y)
+
+    walk(ret)
+    out.sort(key=lambda j: int(j.hydra_cfg.hydra.job.num) if j.hydra_cfg is not None else 0)
+    return out
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def guard_global_hydra() -> Callable[[], None]:
+    """Set aside a ``hydra.initialize()`` context left open (e.g. by an earlier
+    notebook cell) and return a function that restores it."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    gh = GlobalHydra.instance()
+    if not gh.is_initialized():
+        return lambda: None
+    saved = gh.hydra
+    gh.clear()
+
+    def restore() -> None:
+        GlobalHydra.instance().initialize(saved)  # type: ignore[arg-type]
+
+    return restore

@@ -1,0 +1,415 @@
+"""What a sweep is: parameters, their ordered values, and their Hydra overrides.
+
+A sweep is described by a :class:`SweepSpec`: an ordered list of :class:`Param`,
+each either *swept* (an ordered list of distinct values) or *fixed* (one value).
+Values keep their Python type: they are rendered to Hydra's override grammar with
+quoting (so ``"a,b"`` stays one string and ``"1"`` stays a string), and the
+strings that Hydra's sweeper will put in each job's overrides are recorded, so a
+job can find its grid cell by string lookup, without parsing anything.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import UserList
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Param", "SweepSpec", "render_value", "build_spec", "sanitize_coord_values"]
+
+
+def _is_multirun(v: Any) -> bool:
+    from hydra_zen import multirun
+
+    return isinstance(v, multirun) or type(v).__name__ == "multirun" and isinstance(v, UserList)
+
+
+def _is_hydra_list(v: Any) -> bool:
+    from hydra_zen import hydra_list
+
+    return isinstance(v, hydra_list) or type(v).__name__ == "hydra_list" and isinstance(v, UserList)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _quote_str(s: str) -> str:
+    # OmegaConf level: `${` starts an interpolation; escape it (and the backslashes
+    # before it) so the task receives the literal text.
+    s = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", s)
+    # Hydra quoted-string level: backslashes before a quote (or before the closing
+    # quote) are halved by the parser; a quote needs one more.
+    s = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", s)
+    s = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, s)
+    return "'" + s + "'"
+
+
+def render_value(value: Any, *, name: str = "value") -> str:
+    """Render one Python value in Hydra's override grammar, so that Hydra gives
+    back exactly that value, with its type.
+
+    Examples
+    --------
+    >>> render_value("a,b")
+    "'a,b'"
+    >>> render_value([1, "x", None, 2.5])
+    "[1,'x',null,2.5]"
+    >>> render_value(True)
+    'true'
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(float(value))
+    if isinstance(value, str):
+        return _quote_str(value)
+    if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
+        return render_value(value.item(), name=name)  # numpy scalar
+    if isinstance(value, Mapping):
+        items = []
+        for k, v in value.items():
+            if not isinstance(k, str) or not re.match(r"^[A-Za-z_][\w\-]*$", k):
+                raise ValueError(
+                    f"{name}: dict key {k!r} cannot be written as a Hydra override; "
+                    "use keys made of letters, digits, '_' and '-'."
+                )
+            items.append(f"{k}:{render_value(v, name=name)}")
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, (list, tuple, UserList, range)):
+        return "[" + ",".join(render_value(v, name=name) for v in value) + "]"
+    raise TypeError(
+        f"{name}: a value of type {type(value).__name__} ({value!r}) cannot be passed to a "
+        "Hydra job; use int, float, bool, str, None, list, dict, multirun or hydra_list."
+    )
+
+
+def _unquote(v: Any) -> Any:
+    """Hydra parser values -> plain Python values (QuotedString -> str)."""
+    from hydra.core.override_parser.types import QuotedString
+
+    if isinstance(v, QuotedString):
+        return v.text
+    if isinstance(v, list):
+        return [_unquote(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _unquote(x) for k, x in v.items()}
+    return v
+
+
+# --------------------------------------------------------------------------- spec
+
+
+@dataclass
+class Param:
+    """One task parameter of a sweep.
+
+    ``values`` are the Python values in the order given; ``strings`` are the
+    element strings that Hydra's sweeper writes in each job's override
+    (``key=<string>``). A fixed parameter has one value and ``swept=False``.
+    """
+
+    name: str
+    values: list[Any]
+    strings: list[str]
+    swept: bool
+    prefix: str = ""  # "+" / "++" / "" as given to Hydra
+    group: bool = False  # a config-group choice (values are option names)
+    hydra_list: bool = False
+
+    @property
+    def value(self) -> Any:
+        return self.values[0]
+
+    def override(self) -> str:
+        return f"{self.prefix}{self.name}=" + ",".join(self.strings)
+
+
+@dataclass
+class SweepSpec:
+    """The parameters of a sweep, in the order Hydra receives them."""
+
+    params: list[Param] = field(default_factory=list)
+    hydra_overrides: list[str] = field(default_factory=list)
+
+    @property
+    def swept(self) -> list[Param]:
+        return [p for p in self.params if p.swept]
+
+    @property
+    def fixed(self) -> list[Param]:
+        return [p for p in self.params if not p.swept]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(p.values) for p in self.swept)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def task_overrides(self) -> list[str]:
+        return [p.override() for p in self.params]
+
+    def lookup(self) -> dict[str, dict[str, int]]:
+        """``{name: {element string: index}}`` for the swept parameters."""
+        return {p.name: {s: i for i, s in enumerate(p.strings)} for p in self.swept}
+
+    def cell_params(self, index: Sequence[int]) -> dict[str, Any]:
+        return {p.name: p.values[i] for p, i in zip(self.swept, index)}
+
+    def fixed_values(self) -> dict[str, Any]:
+        return {p.name: p.value for p in self.fixed}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "params": [
+                {
+                    "name": p.name,
+                    "values": p.values,
+                    "strings": p.strings,
+                    "swept": p.swept,
+                    "prefix": p.prefix,
+                    "group": p.group,
+                    "hydra_list": p.hydra_list,
+                }
+                for p in self.params
+            ],
+            "hydra_overrides": self.hydra_overrides,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SweepSpec:
+        return cls(
+            params=[Param(**p) for p in d["params"]],
+            hydra_overrides=list(d.get("hydra_overrides", [])),
+        )
+
+
+def _parser():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
+
+
+def _check_unique(name: str, values: Sequence[Any]) -> None:
+    coords = sanitize_coord_values(list(values))
+    seen: dict[Any, int] = {}
+    for i, c in enumerate(coords):
+        key = ("nan",) if isinstance(c, float) and math.isnan(c) else c
+        if key in seen:
+            raise ValueError(
+                f"The swept parameter {name!r} has the value {values[i]!r} more than once "
+                f"(positions {seen[key]} and {i}); each value of a sweep must be distinct, "
+                "because it labels one coordinate of the Dataset. Remove the repeat."
+            )
+        seen[key] = i
+
+
+def sanitize_coord_values(values: list[Any]) -> list[Any]:
+    """Values of a swept parameter -> coordinate values that xarray and NetCDF hold.
+
+    Homogeneous ints, floats (ints mixed with floats become floats), bools and
+    strings are kept; lists, dicts, None and mixtures of types become their
+    ``str`` form (as rai mushin does for lists).
+    """
+    kinds = set()
+    for v in values:
+        if isinstance(v, bool):
+            kinds.add("bool")
+        elif isinstance(v, int):
+            kinds.add("int")
+        elif isinstance(v, float):
+            kinds.add("float")
+        elif isinstance(v, str):
+            kinds.add("str")
+        else:
+            kinds.add("other")
+    if kinds <= {"int"} or kinds == {"bool"} or kinds == {"str"}:
+        return list(values)
+    if kinds <= {"int", "float"}:
+        return [float(v) for v in values]
+    return [str(v) for v in values]
+
+
+def _group_names() -> set[str]:
+    from hydra.core.config_store import ConfigStore
+
+    names: set[str] = set()
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict):
+                full = f"{prefix}{k}"
+                names.add(full)
+                walk(v, full + "/")
+
+    walk(ConfigStore.instance().repo, "")
+    return names
+
+
+def _has_key(cfg: Any, key: str) -> bool:
+    """rai's rule: a key absent from the base config, or None there, gets '+'."""
+    if cfg is None:
+        return False
+    if "." not in key:
+        if isinstance(cfg, Mapping):
+            return cfg.get(key) is not None
+        return getattr(cfg, key, None) is not None
+    from omegaconf import OmegaConf
+
+    try:
+        node = OmegaConf.create(cfg) if isinstance(cfg, Mapping) else OmegaConf.structured(cfg)
+        return OmegaConf.select(node, key, default=None, throw_on_missing=False) is not None
+    except Exception:
+        return False
+
+
+def build_spec(
+    *,
+    base_cfg: Any,
+    overrides: Iterable[str] | None,
+    workflow_overrides: Mapping[str, Any],
+    raw_string_keys: Iterable[str] = (),
+) -> SweepSpec:
+    """Turn ``run(...)``'s ``overrides`` and keyword values into a :class:`SweepSpec`.
+
+    - ``multirun(values)``: swept, each value one job, quoted so it keeps its type;
+    - ``hydra_list(values)``: one list value;
+    - anything else allowed (int, float, bool, str, dict, None): one fixed value of
+      its own type; strings are *not* parsed as Hydra sweeps, except for keys in
+      ``raw_string_keys`` (``RobustnessCurve``'s ``epsilon``);
+    - ``overrides``: Hydra's grammar; ``hydra.*`` settings and config-group
+      choices pass through to Hydra, task-level ones become parameters.
+    """
+    from hydra_zen import hydra_list as _hl
+    from hydra_zen import multirun as _mr
+
+    parser = _parser()
+    spec = SweepSpec()
+    names: dict[str, int] = {}
+    groups: set[str] | None = None
+    raw_string_keys = set(raw_string_keys)
+
+    def add(p: Param) -> None:
+        if p.name in names:
+            raise ValueError(
+                f"The parameter {p.name!r} is given twice (in `overrides` and as a keyword, "
+                "or twice in `overrides`); give it once."
+            )
+        if p.swept:
+            _check_unique(p.name, p.values)
+        names[p.name] = len(spec.params)
+        spec.params.append(p)
+
+    def from_override(text: str, *, always_swept: bool = False) -> None:
+        nonlocal groups
+        try:
+            (o,) = parser.parse_overrides([text])
+        except Exception as e:  # hydra's OverrideParseException
+            msg = str(e).splitlines()[0]
+            raise ValueError(f"Cannot parse the override {text!r}: {msg}") from None
+        key = o.key_or_group
+        if key.startswith("hydra.") or key.startswith("hydra/") or key == "hydra":
+            spec.hydra_overrides.append(text)
+            return
+        if o.is_delete():
+            spec.hydra_overrides.append(text)
+            return
+        if groups is None:
+            groups = _group_names()
+        is_group = o.package is None and key in groups
+        prefix = {"ADD": "+", "FORCE_ADD": "++"}.get(o.type.name, "")
+        name = o.get_key_element().lstrip("+~")
+        if o.is_sweep_override():
+            if not o.is_discrete_sweep():
+                raise ValueError(
+                    f"The override {text!r} is an interval sweep, which has no grid of values; "
+                    "a sampling sweeper (e.g. Optuna) is needed for it. Give a list, range() or "
+                    "choice() of values instead."
+                )
+            values = [_unquote(v) for v in o.sweep_iterator()]
+            strings = list(o.sweep_string_iterator())
+            add(Param(name, values, strings, True, prefix, is_group))
+        else:
+            v = _unquote(o.value())
+            elem = o.get_value_element_as_str()
+            add(
+                Param(
+                    name,
+                    [v],
+                    [elem],
+                    always_swept,
+                    prefix,
+                    is_group,
+                    isinstance(v, list) and not always_swept,
+                )
+            )
+
+    for text in list(overrides or []):
+        if not isinstance(text, str):
+            raise TypeError(f"`overrides` must be a list of strings; got {text!r}")
+        from_override(text)
+
+    for key, value in workflow_overrides.items():
+        prefix = "" if _has_key(base_cfg, key) else "+"
+        if isinstance(value, _mr) or _is_multirun(value):
+            values = list(value)
+            if isinstance(value, range):
+                values = list(value)
+            if not values:
+                raise ValueError(f"{key}=multirun([]) has no values; give at least one.")
+            strings = [render_value(v, name=key) for v in values]
+            values = [list(v) if isinstance(v, (tuple, UserList, range)) else v for v in values]
+            # the values as Hydra will hand them to the task (strings stay strings)
+            add(Param(key, values, strings, True, prefix))
+        elif isinstance(value, _hl) or _is_hydra_list(value):
+            add(
+                Param(
+                    key, [list(value)], [render_value(list(value), name=key)], False, prefix, hydra_list=True
+                )
+            )
+        elif isinstance(value, str) and key in raw_string_keys:
+            from_override(f"{prefix}{key}={value}", always_swept=True)
+        elif value is None or isinstance(value, (bool, int, float, str, dict)):
+            add(Param(key, [value], [render_value(value, name=key)], False, prefix))
+        else:
+            raise TypeError(
+                f"The keyword argument {key}={value!r} has type {type(value).__name__}, which "
+                "cannot be a Hydra override. Use int, float, bool, str, dict, None, "
+                f"multirun([...]) to sweep it, or hydra_list([...]) for one list value "
+                f"(e.g. {key}=multirun({value!r}) if it is a list of values to sweep)."
+            )
+    return spec
+
+
+def parse_job_overrides(
+    job_overrides: Sequence[str], lookup: Mapping[str, Mapping[str, int]]
+) -> tuple[int, ...] | None:
+    """A job's task overrides (``['+lr=0.1', ...]``) -> its grid index, by string
+    lookup; ``None`` if a string is not one of the sweep's element strings."""
+    found: dict[str, int] = {}
+    for o in job_overrides:
+        k, _, v = o.partition("=")
+        k = k.lstrip("+~")
+        table = lookup.get(k)
+        if table is not None:
+            i = table.get(v)
+            if i is None:
+                return None
+            found[k] = i
+    if len(found) != len(lookup):
+        return None
+    return tuple(found[k] for k in lookup)
