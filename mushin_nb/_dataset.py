@@ -141,13 +141,17 @@ def build_dataset(
         fill = None
         if not complete:
             dtype, fill = _fill_for(dtype)
-        if dtype == object:
+        if dtype is np.dtype(object):
             raise TypeError(f"The metric {name!r} holds Python objects; return numbers or strings.")
         arr = np.empty(grid_shape + mshape, dtype=dtype)
         if fill is not None:
             arr[...] = fill
-        idx = np.array([full_index(r) for r, _ in pairs], dtype=np.intp).reshape(len(pairs), len(grid_dims))
-        arr[tuple(idx.T)] = np.stack(vals).astype(dtype, copy=False)
+        stacked = np.stack(vals).astype(dtype, copy=False)
+        if grid_dims:
+            idx = np.array([full_index(r) for r, _ in pairs], dtype=np.intp)
+            arr[tuple(idx.T)] = stacked
+        else:  # no swept parameter: one job
+            arr[...] = stacked[-1]
         extra = []
         for n, size in enumerate(mshape):
             if n == 0 and extra_coord_values is not None:

@@ -223,7 +223,14 @@ def sanitize_coord_values(values: list[Any]) -> list[Any]:
 
     Homogeneous ints, floats (ints mixed with floats become floats), bools and
     strings are kept; lists, dicts, None and mixtures of types become their
-    ``str`` form (as rai mushin does for lists).
+    ``str`` form (as rai mushin does for lists), with strings quoted in a mixture.
+
+    Examples
+    --------
+    >>> sanitize_coord_values([1, 2.5])
+    [1.0, 2.5]
+    >>> sanitize_coord_values([1, "1", None, [0, 1]])
+    ['1', "'1'", 'None', '[0, 1]']
     """
     kinds = set()
     for v in values:
@@ -241,7 +248,8 @@ def sanitize_coord_values(values: list[Any]) -> list[Any]:
         return list(values)
     if kinds <= {"int", "float"}:
         return [float(v) for v in values]
-    return [str(v) for v in values]
+    # a mixture: text labels, strings quoted so that 1 and "1" stay distinct
+    return [repr(v) if isinstance(v, str) else str(v) for v in values]
 
 
 def _group_names() -> set[str]:

@@ -449,8 +449,8 @@ class BaseWorkflow:
                 file=sys.stderr,
             )
         runner = JobRunner(
-            task=task_fn_wrapper(self.task) if task_fn_wrapper is not None else self.task,
-            pre_task=pre_task_fn_wrapper(self.pre_task) if pre_task_fn_wrapper is not None else self.pre_task,
+            task=_wrap(task_fn_wrapper, self.task),
+            pre_task=_wrap(pre_task_fn_wrapper, self.pre_task),
             sweep_dir=str(sweep_dir),
             run_id=run_id,
             lookup=spec.lookup(),
@@ -534,6 +534,17 @@ class BaseWorkflow:
 
     def to_xarray(self) -> Any:
         raise NotImplementedError()
+
+
+def _wrap(wrapper: Any, fn: Callable[..., Any]) -> Callable[[Any], Any]:
+    if wrapper is None:
+        return fn
+    if wrapper is zen:
+        # zen's default resolves the config in place and then reads it again, which
+        # resolves an escaped "${...}" in a string value a second time; a lazy single
+        # resolution gives the task exactly the value it was given.
+        return zen(fn, resolve_pre_call=False)
+    return wrapper(fn)
 
 
 def _quote_path(p: Path) -> str:

@@ -3,10 +3,12 @@ sweep already holds, numbers new jobs after the existing ones, stops starting
 batches after a cancel, and never raises for a failed job (mushin_nb records it).
 
 Kept light: Hydra imports every module under ``hydra_plugins`` when it scans for
-plugins.
+plugins. No ``from __future__ import annotations`` here: Hydra's scanner executes the
+module without registering it in ``sys.modules``, and dataclasses with string
+annotations then fail to build, breaking every Hydra app in the environment.
 """
 
-from __future__ import annotations
+
 
 from dataclasses import dataclass
 from pathlib import Path
