@@ -96,7 +96,7 @@ def task_params(obj: Any) -> tuple[list[TaskParam], bool]:
     ...     pass
     >>> ps, extra = task_params(task)
     >>> [p.describe() for p in ps]
-    ["lr: float", "seed: int = 0", "opt: {'sgd', 'adam'} = 'sgd'", 'flag: bool = False']
+    ['lr: float', 'seed: int = 0', "opt: {'sgd', 'adam'} = 'sgd'", 'flag: bool = False']
     """
     fn = task_of(obj)
     try:
