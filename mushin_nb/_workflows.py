@@ -45,6 +45,8 @@ class _NotSet:  # rai's sentinel for "do not pass version_base"
 _VERSION_BASE_DEFAULT = "1.3"
 
 LAUNCHER_ALIASES = {
+    "mushin_nb": "mushin_nb",
+    "fast": "mushin_nb",
     "joblib": "joblib",
     "submitit_local": "submitit_local",
     "submitit_slurm": "submitit_slurm",
@@ -427,10 +429,20 @@ class BaseWorkflow:
             sweeper not in (None, "mushin_nb") or any(o.startswith("hydra/sweeper=") for o in hydra_ovs)
         ):
             raise ValueError("resume=True works with the default sweeper only; drop sweeper=...")
+        import hydra_plugins.mushin_nb_plugins.launcher  # noqa: F401  (registers hydra/launcher=mushin_nb)
+
+        chosen = next(
+            (o.partition("=")[2] for o in hydra_ovs if o.partition("=")[0].lstrip("+") == "hydra/launcher"),
+            None,
+        )
         if launcher is not None:
-            launch_overrides.append(f"hydra/launcher={LAUNCHER_ALIASES.get(launcher, launcher)}")
+            chosen = LAUNCHER_ALIASES.get(launcher, launcher)
+            launch_overrides.append(f"hydra/launcher={chosen}")
+        elif chosen is None:  # in-process: the fast launcher (launcher="basic" for Hydra's own)
+            chosen = "mushin_nb"
+            launch_overrides.append("hydra/launcher=mushin_nb")
         if jobs is not None:
-            launch_overrides.extend(_jobs_overrides(launcher, jobs))
+            launch_overrides.extend(_jobs_overrides(chosen, jobs))
         launch_overrides.extend(spec.task_overrides())
 
         sweep = SweepRun(

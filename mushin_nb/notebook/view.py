@@ -24,6 +24,7 @@ finish. ``interval=None`` starts no thread: call :meth:`LiveView.tick` yourself.
 
 from __future__ import annotations
 
+import contextvars
 import html
 import math
 import threading
@@ -35,7 +36,7 @@ import param
 
 from . import _deps
 
-__all__ = ["LiveView", "STATUS_COLORS"]
+__all__ = ["LiveView", "BlockingDisplay", "STATUS_COLORS"]
 
 STATUS_ORDER = ("pending", "running", "done", "failed", "cancelled")
 STATUS_COLORS = {
@@ -155,8 +156,10 @@ class LiveView(param.Parameterized):
         self.param.watch(self._on_control, ["metric", "x", "kind"])
         self._redraw()
         if live and self.interval is not None:
-            # ends after one last redraw once the run is over (at once if it already is)
-            self._thread = threading.Thread(target=self._loop, name="mushin-view", daemon=True)
+            # ends after one last redraw once the run is over (at once if it already is);
+            # runs in this cell's context, so its output goes to this cell
+            ctx = contextvars.copy_context()
+            self._thread = threading.Thread(target=ctx.run, args=(self._loop,), name="mushin-view", daemon=True)
             self._thread.start()
 
     # ------------------------------------------------------------ data
@@ -284,6 +287,24 @@ class LiveView(param.Parameterized):
 
     def __panel__(self) -> Any:
         return self._panel
+
+    def snapshot(self) -> Any:
+        """A new, static layout of what the view shows now (for display updates
+        while the kernel is busy: see :class:`BlockingDisplay`)."""
+        pn = _deps.pn()
+        with self._lock:
+            return pn.Column(
+                pn.Row(pn.pane.HTML(self._summary.object, margin=(5, 10))),
+                pn.Row(
+                    pn.Column(
+                        pn.pane.HoloViews(self._plot.object, sizing_mode="stretch_width", min_height=320),
+                        pn.pane.HoloViews(self._status_plot.object, sizing_mode="stretch_width", height=170),
+                        sizing_mode="stretch_width",
+                    ),
+                    pn.pane.HTML(self._repr.object, sizing_mode="stretch_width", min_width=320),
+                ),
+                sizing_mode="stretch_width",
+            )
 
     def cancel(self) -> None:
         if self.run is not None:
@@ -436,3 +457,54 @@ def _static_status(ds: Any) -> dict[str, int]:
         out["done"] = total
         out["total"] = total
     return out
+
+
+def _dispose(layout: Any) -> None:
+    """Forget every rendered copy of ``layout`` (its bokeh models and comms)."""
+    from panel.io.state import state
+
+    for ref in list(getattr(layout, "_models", {})):
+        root = layout._models[ref][0]
+        layout._cleanup(root)
+        state._views.pop(ref, None)
+
+
+class BlockingDisplay:
+    """Show a :class:`LiveView` in a cell that blocks until the run ends.
+
+    While a cell runs, the kernel reads no message from the page, so a Panel
+    comm that the page opens is not open yet and widget updates would wait. This
+    display sends each redraw as an IPython ``update_display_data`` message
+    instead (kernel -> page only, works in JupyterLab, Notebook 7, VS Code and
+    nbclient): a fresh static snapshot each time. :meth:`finish` puts the live,
+    interactive view in its place once the run has ended.
+    """
+
+    def __init__(self, view: LiveView) -> None:
+        from IPython.display import display
+
+        self.view = view
+        self.updates = 0
+        self._lock = threading.Lock()
+        self.current = view.snapshot()
+        self.handle = display(self.current, display_id=True)
+        view.add_listener(self._update)
+
+    def _update(self, ds: Any) -> None:
+        with self._lock:
+            if self.handle is None:
+                return
+            old, self.current = self.current, self.view.snapshot()
+            self.handle.update(self.current)
+            self.updates += 1
+            _dispose(old)
+
+    def finish(self) -> None:
+        """Replace the snapshots by the live view (interactive once the cell ends)."""
+        with self._lock:
+            if self._update in self.view._listeners:
+                self.view._listeners.remove(self._update)
+            if self.handle is not None:
+                self.handle.update(self.view.panel())
+                _dispose(self.current)
+                self.handle = None
