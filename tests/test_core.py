@@ -147,7 +147,13 @@ def test_dataset_is_built_by_values_for_any_job_order():
     ref = Grid()
     ref.run(x=multirun([1, 2, 3]), y=multirun([0, 5]), working_dir="a", progress=False)
     rev = Grid()
-    rev.run(x=multirun([1, 2, 3]), y=multirun([0, 5]), working_dir="b", sweeper="mushin_test_reverse", progress=False)
+    rev.run(
+        x=multirun([1, 2, 3]),
+        y=multirun([0, 5]),
+        working_dir="b",
+        sweeper="mushin_test_reverse",
+        progress=False,
+    )
     assert [int(j.hydra_cfg.hydra.job.num) for j in rev.jobs] == list(range(6))
     xr.testing.assert_identical(ref.to_xarray(), rev.to_xarray())
     batched = Grid()

@@ -60,7 +60,7 @@ def test_start_returns_at_once_and_dataset_fills_cell_by_cell(cleandir):
     seen = []
     for x in [1, 2, 3]:
         open_gate(gates, x)
-        wait_until(lambda: run.status["done"] == x, what=f"{x} done")
+        wait_until(lambda x=x: run.status["done"] == x, what=f"{x} done")
         ds = run.dataset
         seen.append(ds["y"].values.tolist())
         assert ds["status"].values.tolist()[:x] == ["done"] * x
@@ -115,7 +115,14 @@ def test_failures_collect_raises_with_partial_dataset_and_tracebacks(cleandir):
     ds = wf.to_xarray()  # the workflow still works: NaN where failed
     assert np.isnan(ds["y"].sel(x=-1)) and ds["y"].sel(x=1) == 10
     # fix and resume: only the failed cell runs
-    wf.run(x=multirun([1, -1, 2]), gate_dir=str(gates), working_dir="d", progress=False, resume=True, on_error="ignore")
+    wf.run(
+        x=multirun([1, -1, 2]),
+        gate_dir=str(gates),
+        working_dir="d",
+        progress=False,
+        resume=True,
+        on_error="ignore",
+    )
     assert wf.last_run.skipped == 2
 
 
@@ -131,9 +138,10 @@ def test_on_error_stop_starts_no_new_job(cleandir):
     with pytest.raises(SweepError, match="on_error='stop'") as ei:
         wf.run(x=multirun([1, 2, 3, 4]), working_dir="d", on_error="stop", progress=False)
     assert ei.value.dataset["status"].values.tolist() == ["done", "failed", "cancelled", "cancelled"]
-    assert not (Path("d") / "2" / "mushin_result.json").exists() or "cancelled" in (
-        Path("d") / "2" / "mushin_result.json"
-    ).read_text()
+    assert (
+        not (Path("d") / "2" / "mushin_result.json").exists()
+        or "cancelled" in (Path("d") / "2" / "mushin_result.json").read_text()
+    )
 
 
 def test_on_error_ignore_warns_once_and_returns(cleandir):

@@ -33,7 +33,11 @@ def test_workflow_dataset_round_trips_with_every_attr_kind():
         working_dir="d",
         progress=False,
     )
-    for kw in [{}, {"include_working_subdirs_as_data_var": True}, {"non_multirun_params_as_singleton_dims": True}]:
+    for kw in [
+        {},
+        {"include_working_subdirs_as_data_var": True},
+        {"non_multirun_params_as_singleton_dims": True},
+    ]:
         ds = wf.to_xarray(**kw)
         ds["acc"].attrs = {"units": "fraction", "meta": {"k": None}}
         path = save_netcdf(ds, f"out{len(kw)}{list(kw)}.nc")
@@ -105,8 +109,15 @@ def test_attr_that_cannot_be_saved_names_it():
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(string.ascii_letters, min_size=1, max_size=4), inner, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(string.ascii_letters, min_size=1, max_size=4), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 

@@ -18,20 +18,31 @@ class Echo(MultiRunMetricsWorkflow):
 text = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
     max_size=12,
-) | st.sampled_from(["a,b", "'", '"', "[1]", "{a:1}", "null", "true", "1", "1.5", "${x}", "\\${x}", "a\\", "ü☃"])
+) | st.sampled_from(
+    ["a,b", "'", '"', "[1]", "{a:1}", "null", "true", "1", "1.5", "${x}", "\\${x}", "a\\", "ü☃"]
+)
 
-scalars = st.integers(-(2**31), 2**31) | st.floats(allow_nan=False, allow_infinity=True) | st.booleans() | text
+scalars = (
+    st.integers(-(2**31), 2**31) | st.floats(allow_nan=False, allow_infinity=True) | st.booleans() | text
+)
 
 
-@settings(max_examples=int(__import__("os").environ.get("MUSHIN_PROPERTY_EXAMPLES", "25")), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=int(__import__("os").environ.get("MUSHIN_PROPERTY_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     values=st.one_of(
         st.lists(st.integers(-(2**31), 2**31), min_size=1, max_size=4, unique=True),
-        st.lists(st.floats(allow_nan=False), min_size=1, max_size=4, unique_by=lambda f: f if f != 0 else 0.0),
+        st.lists(
+            st.floats(allow_nan=False), min_size=1, max_size=4, unique_by=lambda f: f if f != 0 else 0.0
+        ),
         st.lists(st.booleans(), min_size=1, max_size=2, unique=True),
         st.lists(text, min_size=1, max_size=4, unique=True),
-        st.lists(scalars, min_size=1, max_size=4, unique_by=lambda v: repr(v) if isinstance(v, str) else str(v)),
+        st.lists(
+            scalars, min_size=1, max_size=4, unique_by=lambda v: repr(v) if isinstance(v, str) else str(v)
+        ),
     )
 )
 def test_multirun_round_trip(values, tmp_path_factory):

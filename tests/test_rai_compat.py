@@ -8,8 +8,8 @@ Where mushin_nb deliberately differs, the test says so (and docs/migration.md li
   refuses others, for rai mushin too), see ``test_return_not_list_jobreturn``.
 """
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import hypothesis.strategies as st
 import matplotlib
@@ -206,7 +206,9 @@ class IterationMetrics(MultiRunMetricsWorkflow):
     def task(epsilon, as_tensor: bool = False):
         backend = tr if as_tensor else np
         val = 100 * backend.ones(10) - epsilon**2
-        result = dict(images=100 * backend.ones((10, 4, 4)) - epsilon**2, accuracies=val + 2, epochs=backend.arange(10))
+        result = dict(
+            images=100 * backend.ones((10, 4, 4)) - epsilon**2, accuracies=val + 2, epochs=backend.arange(10)
+        )
         tr.save(result, "test_metrics.pt")
         return result
 
@@ -215,7 +217,13 @@ class IterationMetrics(MultiRunMetricsWorkflow):
 @pytest.mark.parametrize("as_tensor", [False, True])
 def test_coord_from_metrics(as_tensor):
     wf = IterationMetrics()
-    wf.run(epsilon=multirun([1.0, 3.0, 2.0]), foo="val", bar=multirun(["a", "b"]), as_tensor=as_tensor, progress=False)
+    wf.run(
+        epsilon=multirun([1.0, 3.0, 2.0]),
+        foo="val",
+        bar=multirun(["a", "b"]),
+        as_tensor=as_tensor,
+        progress=False,
+    )
     ds = wf.to_xarray(coord_from_metrics="epochs")
     assert list(ds.data_vars) == ["images", "accuracies"]
     assert list(ds.coords) == ["epsilon", "bar", "epochs", "images_dim1", "images_dim2"]
@@ -239,7 +247,9 @@ def test_xarray_from_loaded_workflow():
     assert_identical(ds, MultiDimMetrics(working_dir=wf.working_dir).to_xarray(metrics_filename="*.pt"))
     assert_identical(
         ds,
-        MultiDimMetrics().load_from_dir(wf.working_dir, metrics_filename=None).to_xarray(metrics_filename=("test_*",)),
+        MultiDimMetrics()
+        .load_from_dir(wf.working_dir, metrics_filename=None)
+        .to_xarray(metrics_filename=("test_*",)),
     )
 
 
@@ -261,7 +271,9 @@ def test_return_not_list_jobreturn():
 
     ConfigStore.instance().store(group="hydra/sweeper", name="local_test", node=builds(LocalSweeper))
     with pytest.raises(Exception, match="hydra_plugins"):
-        NoTaskWorkflow().run(epsilon=multirun([1.0, 3.0, 2.0]), overrides=["hydra/sweeper=local_test"], progress=False)
+        NoTaskWorkflow().run(
+            epsilon=multirun([1.0, 3.0, 2.0]), overrides=["hydra/sweeper=local_test"], progress=False
+        )
 
 
 class FirstRun(RobustnessCurve):
@@ -289,7 +301,9 @@ def test_multirun_over_job_dirs(reload):
     wf = FirstRun()
     wf.run(epsilon=multirun([1.0, 2.0, 3.0]), acc=multirun([1, 2]), working_dir="first", progress=False)
     second = SecondRun()
-    second.run(target_job_dirs=wf.multirun_working_dirs, val=multirun([1, 2]), working_dir="second", progress=False)
+    second.run(
+        target_job_dirs=wf.multirun_working_dirs, val=multirun([1, 2]), working_dir="second", progress=False
+    )
     if reload:
         second = SecondRun().load_from_dir(second.working_dir, "test_metrics.pt")
     assert wf.target_dir_multirun_overrides == {}
@@ -431,9 +445,9 @@ def test_raises_on_non_static_method():
     c=st.floats(-10, 10, allow_nan=False),
     d=st.text("abcdefghijklmnopqrstuvwxyz", min_size=1).filter(lambda s: s not in ("true", "false", "null")),
     e=st.lists(st.integers(-3, 3), max_size=3).map(hydra_list),
-    f=st.lists(st.booleans() | st.lists(st.integers(-3, 3), max_size=2), min_size=2, max_size=3, unique_by=str).map(
-        multirun
-    ),
+    f=st.lists(
+        st.booleans() | st.lists(st.integers(-3, 3), max_size=2), min_size=2, max_size=3, unique_by=str
+    ).map(multirun),
 )
 def test_overrides_round_trip(a, b, c, d, e, f):
     class Noop(MultiRunMetricsWorkflow):

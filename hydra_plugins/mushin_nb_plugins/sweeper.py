@@ -8,8 +8,6 @@ module without registering it in ``sys.modules``, and dataclasses with string
 annotations then fail to build, breaking every Hydra app in the environment.
 """
 
-
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -1,7 +1,7 @@
 """A test sweeper: Hydra's basic grid, launched in reverse order and one job per batch."""
 
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
@@ -19,7 +19,7 @@ class ReverseSweeper(BasicSweeper):
     def __init__(self) -> None:
         super().__init__(max_batch_size=None)
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
