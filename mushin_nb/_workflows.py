@@ -392,9 +392,11 @@ class BaseWorkflow:
         start_num = 0
         old = _store.read_manifest(sweep_dir)
         runs = [run_id]
+        run_specs = {run_id: spec.to_json()}
         if old is not None and resume:
             previous, start_num = self._reusable(sweep_dir, old, spec, thash, force=resume == "force")
             runs = list(old.get("runs", [])) + [run_id]
+            run_specs = {**old.get("run_specs", {}), **run_specs}
         elif old is not None:
             n = _store.archive_index(sweep_dir)
             if n:
@@ -411,6 +413,7 @@ class BaseWorkflow:
             "task_hash": thash,
             "runs": runs,
             "spec": spec.to_json(),
+            "run_specs": run_specs,  # each run's grid: its records' indices refer to it
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
         }
         _store.write_manifest(sweep_dir, manifest)
@@ -514,9 +517,8 @@ class BaseWorkflow:
     ) -> tuple[list[JobResult], int]:
         """The done results in ``sweep_dir`` that belong to cells of ``spec``, and
         the first free job number."""
-        old_spec = SweepSpec.from_json(old["spec"])
         records = _store.read_records(sweep_dir, run_ids=old.get("runs"))
-        done = [r for r in remap_results(records, old_spec, spec) if r.status == "done"]
+        done = [r for r in manifest_results(old, records, spec) if r.status == "done"]
         stale = [r for r in done if r.task_hash and r.task_hash != thash]
         if stale and not force:
             raise ValueError(
@@ -578,6 +580,23 @@ def _jobs_overrides(launcher: str | None, n: int) -> list[str]:
             )
         return []
     return []
+
+
+def manifest_results(
+    manifest: Mapping[str, Any], records: Sequence[JobResult], target: SweepSpec
+) -> list[JobResult]:
+    """Records of a sweep directory -> cells of ``target``: each record's index is
+    relative to the grid of the run that wrote it (grids grow when a resume adds
+    values), so it is mapped by parameter values."""
+    specs = manifest.get("run_specs", {})
+    by_run: dict[str, list[JobResult]] = {}
+    for r in records:
+        by_run.setdefault(r.run_id, []).append(r)
+    out: list[JobResult] = []
+    for run_id, recs in by_run.items():
+        out.extend(remap_results(recs, SweepSpec.from_json(specs.get(run_id, manifest["spec"])), target))
+    out.sort(key=lambda r: r.job_num)
+    return out
 
 
 def remap_results(records: Sequence[JobResult], old: SweepSpec, new: SweepSpec) -> list[JobResult]:
@@ -845,7 +864,7 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
             self._manifest = manifest
             self._spec = SweepSpec.from_json(manifest["spec"])
             records = _store.read_records(wd, run_ids=manifest.get("runs"))
-            self._results = remap_results(records, self._spec, self._spec)
+            self._results = manifest_results(manifest, records, self._spec)
         else:
             self._spec, self._results = _load_plain_hydra(wd)
         self.cfgs_ = None
@@ -961,8 +980,8 @@ def _job_params(job_dir: Path) -> dict[str, Any]:
     for parent in [job_dir, *job_dir.parents][1:4]:
         manifest = _store.read_manifest(parent)
         if manifest is not None and rec_file.exists():
-            spec = SweepSpec.from_json(manifest["spec"])
             rec = json.loads(rec_file.read_text(encoding="utf-8"))
+            spec = SweepSpec.from_json(manifest.get("run_specs", {}).get(rec.get("run_id"), manifest["spec"]))
             params = {}
             it = iter(rec["index"])
             for p in spec.params:

@@ -284,6 +284,12 @@ def test_resume_adds_values_runs_only_new_cells(cleandir, capsys):
     xr.testing.assert_identical(Count(working_dir="d").to_xarray(), ds)
     dirs = [p.name for p in wf.multirun_working_dirs]
     assert len(set(dirs)) == 6  # new jobs never overwrite old job directories
+    # values inserted before the old ones: old results move to their new cells
+    wf.run(x=multirun([0, 1, 2, 3]), y=multirun(["b", "a"]), working_dir="d", progress=False, resume=True)
+    assert wf.last_run.skipped == 6
+    ds = wf.to_xarray()
+    assert ds["v"].sel(x=2, y="a").item() == "2a" and ds["v"].sel(x=0, y="b").item() == "0b"
+    xr.testing.assert_identical(Count(working_dir="d").to_xarray(), ds)
 
 
 def test_resume_after_task_change_refuses_unless_forced(cleandir):
