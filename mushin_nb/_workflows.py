@@ -423,6 +423,17 @@ class BaseWorkflow:
         launch_overrides.append(f"hydra.sweep.dir={_quote_path(sweep_dir)}")
         if not any(o.partition("=")[0].lstrip("+") == "hydra.job.chdir" for o in hydra_ovs):
             launch_overrides.append("hydra.job.chdir=True")
+        if not any(o.startswith("hydra/hydra_logging=") for o in hydra_ovs):
+            # Hydra's own "Launching N jobs" lines stay out of notebook cells (the progress
+            # bar and the live view say it); each job's log file is unchanged
+            launch_overrides.append("hydra/hydra_logging=none")
+        if with_log_configuration and not any(
+            o.startswith("hydra/job_logging=") or o.partition("=")[0].lstrip("+").startswith("hydra.job_logging")
+            for o in hydra_ovs
+        ):
+            # jobs log to their own <job_name>.log; a console handler on the root logger
+            # would echo every later log line of the notebook's process into its cells
+            launch_overrides.append("hydra.job_logging.root.handlers=[file]")
         if sweeper is not None:
             launch_overrides.append(f"hydra/sweeper={sweeper}")
         elif not any(o.startswith("hydra/sweeper=") for o in hydra_ovs):

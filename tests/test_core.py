@@ -360,3 +360,22 @@ def test_second_run_same_second_in_different_dirs_timestamp():
     assert a.working_dir != b.working_dir
     assert time.time() - t < 600
     assert Grid(working_dir=a.working_dir).to_xarray()["x"].item() == 1
+
+
+def test_job_logs_go_to_the_job_log_file_not_the_notebook(capfd):
+    import logging
+
+    class Logs(MultiRunMetricsWorkflow):
+        @staticmethod
+        def task(x: int) -> dict:
+            logging.getLogger("my_task").info("hello from job %s", x)
+            return dict(x2=x)
+
+    wf = Logs()
+    wf.run(x=multirun([1, 2]), working_dir="d", progress=False)
+    wf.run(x=multirun([3]), working_dir="e", progress=False)
+    for d, x in zip(wf.multirun_working_dirs, [3]):
+        assert f"hello from job {x}" in (d / "rai_workflow.log").read_text()
+    assert "hello from job 1" in (Path("d") / "0" / "rai_workflow.log").read_text()
+    out = capfd.readouterr().out
+    assert "hello from job" not in out and "Launching" not in out
