@@ -379,3 +379,10 @@ def test_job_logs_go_to_the_job_log_file_not_the_notebook(capfd):
     assert "hello from job 1" in (Path("d") / "0" / "rai_workflow.log").read_text()
     out = capfd.readouterr().out
     assert "hello from job" not in out and "Launching" not in out
+
+
+def test_single_value_multirun_is_a_dimension():
+    wf = Grid()
+    wf.run(x=multirun([5]), y=2, working_dir="d", progress=False)
+    ds = wf.to_xarray()
+    assert dict(ds.sizes) == {"x": 1} and ds["xy"].values.tolist() == [52] and ds.attrs == {"y": 2}
