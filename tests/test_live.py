@@ -360,3 +360,19 @@ def test_resume_after_the_process_was_killed(cleandir):
     finally:
         sys.path.remove(str(cleandir))
         sys.modules.pop("killed", None)
+
+
+def test_a_failed_launch_leaves_hydra_usable(cleandir):
+    from hydra.core.global_hydra import GlobalHydra
+
+    class T(MultiRunMetricsWorkflow):
+        @staticmethod
+        def task(x: int) -> dict:
+            return dict(y=x)
+
+    with pytest.raises(Exception, match="doesnotexist"):
+        T().run(x=multirun([1]), launcher="doesnotexist", working_dir="d", progress=False)
+    assert not GlobalHydra.instance().is_initialized()
+    wf = T()
+    wf.run(x=multirun([1, 2]), working_dir="e", progress=False)
+    assert wf.to_xarray()["y"].values.tolist() == [1, 2]
