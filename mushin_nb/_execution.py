@@ -336,6 +336,7 @@ class SweepRun:
         self._ended: float | None = None
         self.jobs: list[Any] = []
         self.skipped = 0
+        self._on_finish: list[Callable[[SweepRun], Any]] = []
         for r in previous or []:
             self._results[r.index] = r
             self._status[r.index] = r.status
@@ -517,6 +518,11 @@ class SweepRun:
                 ctypes.c_ulong(t.ident), ctypes.py_object(_JobCancelled)
             )
 
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the sweep ends or ``timeout`` seconds pass, without raising;
+        returns :attr:`done`."""
+        return self._finished.wait(timeout)
+
     def wait(self, timeout: float | None = None) -> xr.Dataset:
         """Block until the sweep ends (or ``timeout`` seconds pass) and return the
         Dataset. Raises the error that stopped the sweep itself, if any (a failed
@@ -586,6 +592,11 @@ class SweepRun:
                 _active.pop("run", None)
                 self._ended = time.time()
                 _sweep_lock.release()
+                for fn in self._on_finish:
+                    try:
+                        fn(self)
+                    except Exception as e:  # pragma: no cover - defensive
+                        log.warning("mushin_nb: collecting the results failed: %s", e)
                 self._finished.set()
 
         self._thread = threading.Thread(target=body, name="mushin-sweep", daemon=True)

@@ -303,7 +303,9 @@ def read_records(
     for sub, rec in by_sub.items():
         if keep is not None and rec.get("run_id", "") not in keep:
             continue  # left by an earlier, replaced run in the same directory
-        out.append(JobResult.from_json(rec, sweep_dir / sub if load_arrays else None))
+        # the job directory is only needed for array metrics (a Path per job is slow at 10k jobs)
+        job_dir = sweep_dir / sub if load_arrays and rec.get("arrays") else None
+        out.append(JobResult.from_json(rec, job_dir))
     out.sort(key=lambda r: r.job_num)
     return out
 

@@ -263,17 +263,17 @@ class BaseWorkflow:
     def _wait_blocking(self, sweep: SweepRun, *, progress: bool) -> None:
         bar = _ProgressBar(sweep) if progress else None
         try:
-            while not sweep.done:
-                sweep._finished.wait(0.1)
+            while not sweep.join(0.1):
                 if bar is not None:
                     bar.update()
         except KeyboardInterrupt:
             sweep.interrupt()
             try:
-                sweep._finished.wait(30)
+                sweep.join(30)
             except KeyboardInterrupt:
                 pass
-            self._collect(sweep)
+            if not sweep.done:
+                self._collect(sweep)  # the partial grid now; again when the sweep ends
             if bar is not None:
                 bar.close()
             s = sweep.status
@@ -288,9 +288,7 @@ class BaseWorkflow:
             bar.update()
             bar.close()
         if sweep._error is not None:
-            self._collect(sweep)
             raise sweep._error
-        self._collect(sweep)
         self._raise_for_failures(sweep)
 
     def _raise_for_failures(self, sweep: SweepRun) -> None:
@@ -514,6 +512,12 @@ class BaseWorkflow:
         self._working_dir = sweep_dir
         self._manifest = manifest
         self.last_run = sweep
+
+        def collect(run: SweepRun) -> None:
+            if self.last_run is run:  # not replaced by a later start()
+                self._collect(run)
+
+        sweep._on_finish.append(collect)
         sweep._start(do_launch)
         return sweep
 
@@ -581,8 +585,10 @@ def _quote_path(p: Path) -> str:
 def _jobs_overrides(launcher: str | None, n: int) -> list[str]:
     if launcher == "joblib":
         return [f"hydra.launcher.n_jobs={int(n)}"]
-    if launcher in ("submitit_local", "submitit_slurm"):
+    if launcher == "submitit_slurm":
         return [f"hydra.launcher.array_parallelism={int(n)}"]
+    if launcher == "submitit_local":  # it starts a batch's jobs at once: batches of n
+        return [f"hydra.sweeper.max_batch_size={int(n)}"]
     if launcher in (None, "basic", "mushin_nb"):
         if n != 1:
             raise ValueError(

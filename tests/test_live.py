@@ -376,3 +376,16 @@ def test_a_failed_launch_leaves_hydra_usable(cleandir):
     wf = T()
     wf.run(x=multirun([1, 2]), working_dir="e", progress=False)
     assert wf.to_xarray()["y"].values.tolist() == [1, 2]
+
+
+def test_start_then_wait_fills_the_workflow_attributes(cleandir):
+    class T(MultiRunMetricsWorkflow):
+        @staticmethod
+        def task(x: int) -> dict:
+            return dict(y=x + 1)
+
+    wf = T()
+    run = wf.start(x=multirun([1, 2]), working_dir="d")
+    ds = run.wait(60)
+    assert wf.metrics == {"y": [2, 3]} and len(wf.jobs) == 2
+    xr.testing.assert_identical(wf.to_xarray(), ds.drop_vars("status"))

@@ -20,9 +20,8 @@ def pn() -> Any:
         from panel.config import panel_extension
 
         if not panel_extension._loaded:
-            panel.extension("tabulator", inline=True)
-        elif "tabulator" not in panel_extension._loaded_extensions:
-            panel.extension("tabulator")
+            # no extra extensions: e.g. Tabulator's JS would come from a CDN in notebooks
+            panel.extension(inline=True)
         import hvplot.xarray  # noqa: F401  (registers .hvplot on xarray objects)
 
         _ready = True
@@ -34,3 +33,17 @@ def hv() -> Any:
     import holoviews
 
     return holoviews
+
+
+def label(text: str) -> dict[str, str]:
+    """A widget's label keyword: ``label=`` on Panel >= 1.9 (``name=`` before)."""
+    from panel.widgets import Widget
+
+    return {"label": text} if "label" in Widget.param else {"name": text}
+
+
+def color(kind: str) -> dict[str, str]:
+    """A button's colour keyword: ``color=`` on Panel >= 1.9 (``button_type=`` before)."""
+    from panel.widgets import Button
+
+    return {"color": kind} if "color" in Button.param else {"button_type": kind}

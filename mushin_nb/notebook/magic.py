@@ -21,7 +21,7 @@ import threading
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 __all__ = ["MushinMagics", "load_ipython_extension", "unload_ipython_extension", "split_line"]
@@ -92,11 +92,23 @@ class MushinMagics(Magics):
         "pass through.",
     )
     @argument("-o", "--out", metavar="NAME", help="bind the Dataset to NAME (and the SweepRun to NAME_run)")
-    @argument("--workflow", metavar="NAME", help="run the workflow class NAME from the namespace (body may be empty)")
-    @argument("--task", metavar="NAME", help="the task function or workflow to run, if the cell defines several")
-    @argument("-d", "--working-dir", metavar="DIR", help="the sweep directory (default: a new one under ./multirun)")
-    @argument("--resume", action="store_true", help="reuse the results already in --working-dir; run only the rest")
-    @argument("--launcher", metavar="NAME", help="Hydra launcher: basic (default), joblib, submitit_local, ...")
+    @argument(
+        "--workflow",
+        metavar="NAME",
+        help="run the workflow class NAME from the namespace (body may be empty)",
+    )
+    @argument(
+        "--task", metavar="NAME", help="the task function or workflow to run, if the cell defines several"
+    )
+    @argument(
+        "-d", "--working-dir", metavar="DIR", help="the sweep directory (default: a new one under ./multirun)"
+    )
+    @argument(
+        "--resume", action="store_true", help="reuse the results already in --working-dir; run only the rest"
+    )
+    @argument(
+        "--launcher", metavar="NAME", help="Hydra launcher: basic (default), joblib, submitit_local, ..."
+    )
     @argument("-j", "--jobs", metavar="N", type=int, help="parallel jobs (with --launcher joblib/submitit)")
     @argument(
         "--on-error",
@@ -114,11 +126,18 @@ class MushinMagics(Magics):
         help="return at once; NAME is rebound to the current Dataset as jobs finish and NAME_run.dataset "
         "is always live; the view gets a Cancel button",
     )
-    @argument("--panel", action="store_true", help="show the sweep panel pre-filled from this line instead of running")
+    @argument(
+        "--panel",
+        action="store_true",
+        help="show the sweep panel pre-filled from this line instead of running",
+    )
     @argument("--no-view", action="store_true", help="no live view (a progress bar instead)")
-    @cell_magic
-    def mushin_sweep(self, line: str, cell: str) -> Any:
+    @line_cell_magic
+    def mushin_sweep(self, line: str, cell: str | None = None) -> Any:
         """Run a parameter sweep of the task the cell defines, with Hydra.
+
+        As a line magic (``%mushin_sweep --workflow NAME ...``) it runs a workflow
+        or function already defined (``--workflow`` / ``--task``).
 
         The body runs in the notebook's namespace. The task is the function named
         ``task``, else the only function or workflow class the cell defines (else
@@ -135,6 +154,7 @@ class MushinMagics(Magics):
         (``NAME_run.wait()``, ``.cancel()``, ``.dataset``). With ``--panel`` the
         cell's value is the panel (also bound to ``NAME`` with ``-o``).
         """
+        cell = cell or ""
         args = self._parse(line)
         ip = self.shell
         ns = ip.user_ns
@@ -152,7 +172,13 @@ class MushinMagics(Magics):
             from pathlib import Path
 
             if Path(save).exists() and not args.overwrite:
-                raise UsageError(f"--save {save}: the file exists; add --overwrite to replace it, or choose another path.")
+                raise UsageError(
+                    f"--save {save}: the file exists; add --overwrite to replace it, or choose another path."
+                )
+        if not args.no_view:
+            from . import _deps
+
+            _deps.pn()  # load panel and hvplot before the sweep starts, not while it runs
         try:
             run = wf.start(
                 overrides=overrides,
@@ -203,7 +229,10 @@ class MushinMagics(Magics):
                 self._save(ds, save, args.overwrite)
         if view is None:
             s = run.status
-            print(f"{type(wf).__name__}: {s['done']} of {s['total']} jobs done in {run.sweep_dir}", file=sys.stderr)
+            print(
+                f"{type(wf).__name__}: {s['done']} of {s['total']} jobs done in {run.sweep_dir}",
+                file=sys.stderr,
+            )
         return None
 
     # ------------------------------------------------------------------ pieces
@@ -248,7 +277,9 @@ class MushinMagics(Magics):
             if obj is None:
                 raise UsageError(f"--task {args.task}: no such name in the notebook's namespace.")
             if not (callable(obj)):
-                raise UsageError(f"--task {args.task}: it is a {type(obj).__name__}, not a function or workflow.")
+                raise UsageError(
+                    f"--task {args.task}: it is a {type(obj).__name__}, not a function or workflow."
+                )
             return make_workflow(obj)
         cands = [n for n in defined if inspect.isfunction(ns.get(n)) or _is_workflow_class(ns.get(n))]
         if "task" in cands and inspect.isfunction(ns.get("task")):
@@ -330,7 +361,9 @@ class MushinMagics(Magics):
                 tok = "+" + tok
             out.append(tok)
         missing = [
-            p.name for p in params if p.required and p.name not in given and not _has_key(wf.eval_task_cfg, p.name)
+            p.name
+            for p in params
+            if p.required and p.name not in given and not _has_key(wf.eval_task_cfg, p.name)
         ]
         if missing:
             example = " ".join(f"{m}=..." for m in missing)

@@ -86,6 +86,30 @@ def _fmt_size(n: int) -> str:
     return f"{n / 1024:.1f} kB" if n < 1024**2 else f"{n / 1024**2:.1f} MB"
 
 
+def failures_html(failures: list[Any]) -> str:
+    """A table of failed jobs: parameter values, error, and the traceback behind
+    a click (``<details>``)."""
+    if not failures:
+        return ""
+    names = list(failures[0].params)
+    e = html.escape
+    head = "".join(f"<th>{e(n)}</th>" for n in names) + "<th>error</th><th>message / traceback</th>"
+    rows = []
+    for f in failures:
+        cells = "".join(f"<td>{e(repr(f.params.get(n)))}</td>" for n in names)
+        first = f.message.splitlines()[0] if f.message else ""
+        rows.append(
+            f"<tr>{cells}<td><b>{e(f.exc_type)}</b></td><td><details><summary>{e(first)}</summary>"
+            f"<pre style='font-size:11px;white-space:pre-wrap'>{e(f.traceback)}</pre>"
+            f"<div style='font-size:11px'>job directory: <code>{e(f.job_dir)}</code></div></details></td></tr>"
+        )
+    return (
+        f"<b>{len(failures)} failed job{'s' if len(failures) != 1 else ''}</b> (click a message for its traceback)"
+        "<table style='border-collapse:collapse' border='1' cellpadding='4'>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
 # --------------------------------------------------------------------------- one parameter
 
 
@@ -117,15 +141,18 @@ class ValuePicker(param.Parameterized):
             init = [initial]
         if tp.kind == "bool":
             self.input = pn.widgets.CheckBoxGroup(
-                name=label, options={"True": True, "False": False}, value=[bool(v) for v in init], inline=True
+                **_deps.label(label),
+                options={"True": True, "False": False},
+                value=[bool(v) for v in init],
+                inline=True,
             )
         elif tp.kind == "choice":
             self.input = pn.widgets.MultiChoice(
-                name=label, options=list(tp.choices), value=[coerce(v, tp) for v in init], width=300
+                **_deps.label(label), options=list(tp.choices), value=[coerce(v, tp) for v in init], width=300
             )
         else:
             self.input = pn.widgets.TextInput(
-                name=label,
+                **_deps.label(label),
                 value=format_values(init) if init else "",
                 placeholder="e.g. 0.01, 0.1, 1  or  range(0, 10, 2)"
                 if tp.kind in ("float", "int")
@@ -134,16 +161,18 @@ class ValuePicker(param.Parameterized):
             )
         if tp.kind in ("float", "int"):
             num = pn.widgets.IntInput if tp.kind == "int" else pn.widgets.FloatInput
-            self.range_start = num(name="start", value=0 if tp.kind == "int" else 0.001, width=90)
-            self.range_stop = num(name="stop", value=10 if tp.kind == "int" else 1.0, width=90)
-            self.range_count = pn.widgets.IntInput(name="count", value=5, start=1, width=70)
+            self.range_start = num(**_deps.label("start"), value=0 if tp.kind == "int" else 0.001, width=90)
+            self.range_stop = num(**_deps.label("stop"), value=10 if tp.kind == "int" else 1.0, width=90)
+            self.range_count = pn.widgets.IntInput(**_deps.label("count"), value=5, start=1, width=70)
             self.range_scale = pn.widgets.RadioButtonGroup(
                 options=["linear", "log"], value="log" if tp.kind == "float" else "linear", margin=(27, 5)
             )
-            self.fill_button = pn.widgets.Button(name="Fill", width=60, margin=(27, 5))
+            self.fill_button = pn.widgets.Button(**_deps.label("Fill"), width=60, margin=(27, 5))
             self.fill_button.on_click(lambda e: self.fill_range())
             self.range_builder = pn.Card(
-                pn.Row(self.range_start, self.range_stop, self.range_count, self.range_scale, self.fill_button),
+                pn.Row(
+                    self.range_start, self.range_stop, self.range_count, self.range_scale, self.fill_button
+                ),
                 title="range builder",
                 collapsed=True,
                 margin=(0, 5),
@@ -266,7 +295,9 @@ class SweepPanel(param.Parameterized):
     message = param.String(default="", doc="The last thing that happened (started, saved, an error).")
     save_message = param.String(default="", doc="What Save did (or why it did not).")
 
-    def __init__(self, workflow: Any, *, interval: float | None = 0.25, metric: str | None = None, **initial: Any):
+    def __init__(
+        self, workflow: Any, *, interval: float | None = 0.25, metric: str | None = None, **initial: Any
+    ):
         self.workflow = make_workflow(workflow)
         self.interval = interval
         self.metric = metric
@@ -285,7 +316,7 @@ class SweepPanel(param.Parameterized):
 
             raise TypeError(
                 f"{type(self.workflow).__name__}.task does not accept {', '.join(map(repr, unknown))}; "
-                f"it accepts {accepted_text(params)}"
+                f"it accepts: {accepted_text(params)}"
             )
         super().__init__()
         self.param.launcher.objects = installed_launchers()
@@ -300,8 +331,10 @@ class SweepPanel(param.Parameterized):
             self.pickers[p.name].param.watch(self._update, ["values", "error"])
         self._extra = {k: v for k, v in initial.items() if k not in self.pickers}
 
-        self.run_button = pn.widgets.Button(name="Run", button_type="primary", width=100)
-        self.cancel_button = pn.widgets.Button(name="Cancel", button_type="danger", width=100, disabled=True)
+        self.run_button = pn.widgets.Button(**_deps.label("Run"), **_deps.color("primary"), width=100)
+        self.cancel_button = pn.widgets.Button(
+            **_deps.label("Cancel"), **_deps.color("danger"), width=100, disabled=True
+        )
         self.run_button.on_click(lambda e: self.start())
         self.cancel_button.on_click(lambda e: self.cancel())
         self.jobs_text = pn.pane.HTML("", margin=(12, 10))
@@ -309,24 +342,20 @@ class SweepPanel(param.Parameterized):
         self.message_text = pn.pane.HTML("", margin=(5, 10))
         self.progress = pn.indicators.Progress(value=0, max=1, width=240, visible=False, margin=(12, 10))
         self.progress_text = pn.pane.HTML("", margin=(5, 10))
-        self.failures_table = pn.widgets.Tabulator(
-            None,
-            disabled=True,
-            show_index=False,
-            hidden_columns=["traceback"],
-            row_content=self._traceback_html,
-            embed_content=False,
-            sizing_mode="stretch_width",
-            visible=False,
-        )
+        # a plain HTML table (<details> shows a traceback on demand): renders offline
+        # everywhere, unlike Tabulator whose JS a notebook fetches from a CDN
+        self.failures_table = pn.pane.HTML("", sizing_mode="stretch_width", visible=False)
+        self.failures: list[Any] = []
         self.save_path = pn.widgets.TextInput(
-            name="Save to (NetCDF)", value=str(save_path or ""), placeholder="results.nc", width=320
+            **_deps.label("Save to (NetCDF)"), value=str(save_path or ""), placeholder="results.nc", width=320
         )
-        self.save_button = pn.widgets.Button(name="Save", width=80, margin=(27, 5))
+        self.save_button = pn.widgets.Button(**_deps.label("Save"), width=80, margin=(27, 5))
         self.replace_button = pn.widgets.Button(
-            name="Replace it", button_type="warning", width=100, visible=False, margin=(27, 5)
+            **_deps.label("Replace it"), **_deps.color("warning"), width=100, visible=False, margin=(27, 5)
         )
-        self.keep_button = pn.widgets.Button(name="Keep it", width=80, visible=False, margin=(27, 5))
+        self.keep_button = pn.widgets.Button(
+            **_deps.label("Keep it"), width=80, visible=False, margin=(27, 5)
+        )
         self.save_button.on_click(lambda e: self.save())
         self.replace_button.on_click(lambda e: self.save(overwrite=True))
         self.keep_button.on_click(lambda e: self._ask_replace(None))
@@ -367,9 +396,8 @@ class SweepPanel(param.Parameterized):
         self.reason_text.object = html.escape(self.reason)
         self.reason_text.visible = bool(self.reason)
         swept = [p.name_ for p in self.pickers.values() if p.swept]
-        self.jobs_text.object = (
-            f"<b>{self.n_jobs}</b> job{'s' if self.n_jobs != 1 else ''}"
-            + (f" (swept: {', '.join(swept)})" if swept else "")
+        self.jobs_text.object = f"<b>{self.n_jobs}</b> job{'s' if self.n_jobs != 1 else ''}" + (
+            f" (swept: {', '.join(swept)})" if swept else ""
         )
 
     def kwargs(self) -> dict[str, Any]:
@@ -453,36 +481,26 @@ class SweepPanel(param.Parameterized):
         state = "finished" if run.done else "running"
         self.progress_text.object = f"{state}: " + status_counts_html(s)
         fails = run.failures
+        self.failures = fails
         if fails:
-            import pandas as pd
-
-            rows = []
-            for f in fails:
-                row = {k: repr(v) if not isinstance(v, (int, float, str, bool)) else v for k, v in f.params.items()}
-                row.update(error=f.exc_type, message=f.message.splitlines()[0] if f.message else "")
-                row["traceback"] = f.traceback
-                rows.append(row)
-            self.failures_table.value = pd.DataFrame(rows)
+            self.failures_table.object = failures_html(fails)
             self.failures_table.visible = True
         if run.done:
             self.cancel_button.disabled = True
             if s["failed"]:
                 self._say(
-                    f"Finished: {s['failed']} of {s['total']} jobs failed (see the table; click a row for "
+                    f"Finished: {s['failed']} of {s['total']} jobs failed (see the table; click a message for "
                     f"its traceback). Fix the task and Run with resume and working directory {run.sweep_dir} "
                     "to run only those.",
                     error=True,
                 )
             elif s["cancelled"]:
-                self._say(f"Cancelled: {s['done']} of {s['total']} jobs finished and kept in {run.sweep_dir}.")
+                self._say(
+                    f"Cancelled: {s['done']} of {s['total']} jobs finished and kept in {run.sweep_dir}."
+                )
             else:
                 self._say(f"Finished: {s['done']} jobs in {run.sweep_dir}.")
             self._update()
-
-    @staticmethod
-    def _traceback_html(row: Any) -> Any:
-        pn = _deps.pn()
-        return pn.pane.HTML(f"<pre style='font-size:11px'>{html.escape(str(row['traceback']))}</pre>")
 
     def _say(self, text: str, error: bool = False) -> None:
         self.message = text
@@ -556,9 +574,11 @@ class SweepPanel(param.Parameterized):
         params_box = pn.Column(*[p.panel() for p in self.pickers.values()])
         opts = pn.Row(
             pn.widgets.Select.from_param(self.param.launcher, width=150),
-            pn.widgets.TextInput.from_param(self.param.working_dir, name="working directory", width=280),
-            pn.widgets.IntInput.from_param(self.param.workers, name="parallel jobs", width=100),
-            pn.widgets.Select.from_param(self.param.on_error, name="on error", width=110),
+            pn.widgets.TextInput.from_param(
+                self.param.working_dir, **_deps.label("working directory"), width=280
+            ),
+            pn.widgets.IntInput.from_param(self.param.workers, **_deps.label("parallel jobs"), width=100),
+            pn.widgets.Select.from_param(self.param.on_error, **_deps.label("on error"), width=110),
             pn.widgets.Checkbox.from_param(self.param.resume, margin=(30, 10)),
         )
         self._layout = pn.Column(

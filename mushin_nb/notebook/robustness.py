@@ -22,7 +22,9 @@ from .panel import SweepPanel
 __all__ = ["RobustnessPanel", "refined_values"]
 
 
-def refined_values(current: list[float], start: float, stop: float, count: int, log: bool = False) -> list[float]:
+def refined_values(
+    current: list[float], start: float, stop: float, count: int, log: bool = False
+) -> list[float]:
     """``current`` plus ``count`` points strictly inside ``(start, stop)``, sorted.
 
     >>> refined_values([0.0, 0.5, 1.0], 0.0, 0.5, 4)
@@ -65,9 +67,11 @@ class RobustnessPanel(SweepPanel):
             )
         pn = _deps.pn()
         self.reference: Any = None
-        self.refine_button = pn.widgets.Button(name="Refine", button_type="primary", width=90, margin=(27, 5))
+        self.refine_button = pn.widgets.Button(
+            **_deps.label("Refine"), **_deps.color("primary"), width=90, margin=(27, 5)
+        )
         self.refine_button.on_click(lambda e: self.refine())
-        self.load_button = pn.widgets.Button(name="Overlay", width=90, margin=(27, 5))
+        self.load_button = pn.widgets.Button(**_deps.label("Overlay"), width=90, margin=(27, 5))
         self.load_button.on_click(lambda e: self.load_reference())
         self.reference_text = pn.pane.HTML("", margin=(5, 10))
         if isinstance(reference, (str, os.PathLike)):
@@ -95,7 +99,10 @@ class RobustnessPanel(SweepPanel):
             return None
         try:
             eps = refined_values(
-                self.pickers["epsilon"].values, self.refine_start, self.refine_stop, self.refine_count,
+                self.pickers["epsilon"].values,
+                self.refine_start,
+                self.refine_stop,
+                self.refine_count,
                 log=self.refine_log,
             )
         except ValueError as e:
@@ -146,15 +153,19 @@ class RobustnessPanel(SweepPanel):
         pn = _deps.pn()
         return [
             pn.Row(
-                pn.widgets.FloatInput.from_param(self.param.refine_start, name="refine from", width=100),
-                pn.widgets.FloatInput.from_param(self.param.refine_stop, name="to", width=100),
-                pn.widgets.IntInput.from_param(self.param.refine_count, name="new points", width=90),
-                pn.widgets.Checkbox.from_param(self.param.refine_log, name="log", margin=(30, 5)),
+                pn.widgets.FloatInput.from_param(
+                    self.param.refine_start, **_deps.label("refine from"), width=100
+                ),
+                pn.widgets.FloatInput.from_param(self.param.refine_stop, **_deps.label("to"), width=100),
+                pn.widgets.IntInput.from_param(
+                    self.param.refine_count, **_deps.label("new points"), width=90
+                ),
+                pn.widgets.Checkbox.from_param(self.param.refine_log, **_deps.label("log"), margin=(30, 5)),
                 self.refine_button,
             ),
             pn.Row(
                 pn.widgets.TextInput.from_param(
-                    self.param.reference_path, name="overlay an earlier run (NetCDF)", width=320
+                    self.param.reference_path, **_deps.label("overlay an earlier run (NetCDF)"), width=320
                 ),
                 self.load_button,
             ),

@@ -45,7 +45,9 @@ def load_target(target: str) -> Any:
         try:
             module = importlib.import_module(mod)
         except ModuleNotFoundError as e:
-            raise ValueError(f"serve: cannot import {mod!r} ({e}); is it installed or on PYTHONPATH?") from None
+            raise ValueError(
+                f"serve: cannot import {mod!r} ({e}); is it installed or on PYTHONPATH?"
+            ) from None
     obj: Any = module
     for part in name.split("."):
         try:
@@ -136,7 +138,9 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
         description="Serve the sweep panel of a workflow class (or task function) with Panel's server, "
         "offline, on 127.0.0.1.",
     )
-    p.add_argument("target", metavar="MODULE_OR_FILE:CLASS", help="e.g. mypkg.sweeps:LRSweep or sweeps.py:LRSweep")
+    p.add_argument(
+        "target", metavar="MODULE_OR_FILE:CLASS", help="e.g. mypkg.sweeps:LRSweep or sweeps.py:LRSweep"
+    )
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     p.add_argument("--address", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--show", action="store_true", help="open a browser")

@@ -159,7 +159,9 @@ class LiveView(param.Parameterized):
             # ends after one last redraw once the run is over (at once if it already is);
             # runs in this cell's context, so its output goes to this cell
             ctx = contextvars.copy_context()
-            self._thread = threading.Thread(target=ctx.run, args=(self._loop,), name="mushin-view", daemon=True)
+            self._thread = threading.Thread(
+                target=ctx.run, args=(self._loop,), name="mushin-view", daemon=True
+            )
             self._thread.start()
 
     # ------------------------------------------------------------ data
@@ -205,7 +207,7 @@ class LiveView(param.Parameterized):
         run = self.run
         assert run is not None and self.interval is not None
         while not self._stop.is_set():
-            finished = run._finished.wait(self.interval)
+            finished = run.join(self.interval)
             try:
                 self.tick(force=finished)
             except Exception as e:  # never let the timer thread die silently
@@ -249,17 +251,17 @@ class LiveView(param.Parameterized):
         pn = _deps.pn()
         self._summary = pn.pane.HTML("", margin=(5, 10))
         self._progress = pn.indicators.Progress(value=0, max=1, width=200, margin=(10, 10))
-        self._cancel = pn.widgets.Button(name="Cancel", button_type="danger", width=90)
+        self._cancel = pn.widgets.Button(**_deps.label("Cancel"), **_deps.color("danger"), width=90)
         self._cancel.on_click(lambda e: self.cancel())
         self._cancel.visible = bool(self.show_cancel and self.run is not None and not self.run.done)
-        self._metric_w = pn.widgets.Select.from_param(self.param.metric, name="metric", width=180)
-        self._x_w = pn.widgets.Select.from_param(self.param.x, name="x axis", width=150)
+        self._metric_w = pn.widgets.Select.from_param(self.param.metric, **_deps.label("metric"), width=180)
+        self._x_w = pn.widgets.Select.from_param(self.param.x, **_deps.label("x axis"), width=150)
         self._kind_w = pn.widgets.RadioButtonGroup.from_param(self.param.kind, width=160, margin=(27, 10))
         ds = self.dataset()
         self._sel: dict[str, Any] = {}
         for d in self.swept:
             opts = {str(v): v for v in ds[d].values.tolist()}
-            w = pn.widgets.Select(name=d, options=opts, value=next(iter(opts.values())), width=120)
+            w = pn.widgets.Select(**_deps.label(d), options=opts, value=next(iter(opts.values())), width=120)
             w.param.watch(self._on_control, "value")
             self._sel[d] = w
         self._plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=320)
@@ -310,7 +312,7 @@ class LiveView(param.Parameterized):
         if self.run is not None:
             self.run.cancel()
             self._cancel.disabled = True
-            self._cancel.name = "Cancelling..."
+            self._cancel.param.update(**_deps.label("Cancelling..."))
 
     # ------------------------------------------------------------ drawing
     def _redraw(self) -> None:
@@ -459,6 +461,12 @@ def _static_status(ds: Any) -> dict[str, int]:
     return out
 
 
+def _quiet() -> Any:
+    """No console-output area per render (Panel adds an empty output each time)."""
+    pn = _deps.pn()
+    return pn.config.set(console_output="disable")
+
+
 def _dispose(layout: Any) -> None:
     """Forget every rendered copy of ``layout`` (its bokeh models and comms)."""
     from panel.io.state import state
@@ -487,7 +495,8 @@ class BlockingDisplay:
         self.updates = 0
         self._lock = threading.Lock()
         self.current = view.snapshot()
-        self.handle = display(self.current, display_id=True)
+        with _quiet():
+            self.handle = display(self.current, display_id=True)
         view.add_listener(self._update)
 
     def _update(self, ds: Any) -> None:
@@ -495,7 +504,8 @@ class BlockingDisplay:
             if self.handle is None:
                 return
             old, self.current = self.current, self.view.snapshot()
-            self.handle.update(self.current)
+            with _quiet():
+                self.handle.update(self.current)
             self.updates += 1
             _dispose(old)
 

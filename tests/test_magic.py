@@ -1,0 +1,253 @@
+"""%%mushin_sweep through a real IPython InteractiveShell: parsing, binding,
+errors, background runs, interrupt, save, --panel."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+
+from mushin_nb import SweepError, SweepRun, load_netcdf
+from mushin_nb.notebook.magic import split_line
+
+SQUARE = """
+def task(x: int, k: int = 1) -> dict:
+    return dict(y=x * k)
+"""
+
+
+@pytest.fixture(scope="module")
+def ip():
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "mushin_nb")
+    return shell
+
+
+@pytest.fixture()
+def cell(ip, tmp_path, monkeypatch):
+    """Run a %%mushin_sweep cell; return (result, namespace)."""
+    monkeypatch.chdir(tmp_path)  # default sweep dirs land here
+    for k in ("ds", "ds_run", "p"):
+        ip.user_ns.pop(k, None)
+
+    def run(line: str, body: str = SQUARE):
+        res = ip.run_cell(f"%%mushin_sweep {line}\n{body}")
+        return res, ip.user_ns
+
+    return run
+
+
+def err(res) -> str:
+    assert res.error_in_exec is not None, "the cell did not fail"
+    return str(res.error_in_exec)
+
+
+def test_split_line_keeps_quotes_and_brackets():
+    assert split_line("a='x y' b=range(0, 3) c=[1, 2] -o ds") == [
+        "a='x y'",
+        "b=range(0, 3)",
+        "c=[1, 2]",
+        "-o",
+        "ds",
+    ]
+    with pytest.raises(UsageError, match="Unclosed quote"):
+        split_line("a='x")
+
+
+def test_sweep_binds_dataset_and_run(cell, tmp_path):
+    res, ns = cell(f"x=1,2,3 k=10 -o ds --no-view -d {tmp_path / 'sw'}")
+    assert res.success, res.error_in_exec
+    ds = ns["ds"]
+    assert dict(ds.sizes) == {"x": 3}  # swept -> dims
+    assert ds["y"].values.tolist() == [10, 20, 30]
+    assert ds.attrs["k"] == 10  # fixed -> attrs
+    assert ds["status"].values.tolist() == ["done"] * 3
+    assert isinstance(ns["ds_run"], SweepRun) and ns["ds_run"].sweep_dir == tmp_path / "sw"
+    assert callable(ns["task"])  # the body ran in the user's namespace
+
+
+def test_hydra_grammar_range_choice_and_quotes(cell):
+    body = "def task(seed: int, name: str, opt: str) -> dict:\n    return dict(n=len(name) + seed)"
+    res, ns = cell("seed=range(2) name='a,b',c opt=choice(sgd,adam) -o ds --no-view", body)
+    assert res.success, res.error_in_exec
+    ds = ns["ds"]
+    assert ds["seed"].values.tolist() == [0, 1]
+    assert ds["name"].values.tolist() == ["a,b", "c"]
+    assert ds["opt"].values.tolist() == ["sgd", "adam"]
+    assert ds["n"].sel(seed=1, name="a,b", opt="adam").item() == 4
+
+
+def test_function_named_task_wins_and_several_candidates_need_task(cell):
+    two = (
+        "def helper(x: int) -> dict:\n    return dict(y=-x)\ndef task(x: int) -> dict:\n    return dict(y=x)"
+    )
+    res, ns = cell("x=1,2 -o ds --no-view", two)
+    assert res.success and ns["ds"]["y"].values.tolist() == [1, 2]
+
+    amb = "def f(x: int) -> dict:\n    return dict(y=x)\ndef g(x: int) -> dict:\n    return dict(y=-x)"
+    res, _ = cell("x=1 -o ds --no-view", amb)
+    assert isinstance(res.error_in_exec, UsageError)
+    assert "f, g" in err(res) and "--task" in err(res)
+    res, ns = cell("x=1,2 -o ds --no-view --task g", amb)
+    assert res.success and ns["ds"]["y"].values.tolist() == [-1, -2]
+    assert ns["ds_run"].workflow_name == "g"  # the workflow class is named after the function
+
+
+def test_workflow_option_with_empty_body(cell, ip):
+    ip.run_cell(
+        "from mushin_nb import MultiRunMetricsWorkflow\n"
+        "class Cube(MultiRunMetricsWorkflow):\n"
+        "    @staticmethod\n"
+        "    def task(x: int) -> dict:\n"
+        "        return dict(y=x ** 3)\n"
+    )
+    res, ns = cell("--workflow Cube x=1,2 -o ds --no-view", "\n")  # a blank body
+    assert res.success, res.error_in_exec
+    assert ns["ds"]["y"].values.tolist() == [1, 8] and ns["ds_run"].workflow_name == "Cube"
+    res = ip.run_cell("%mushin_sweep --workflow Cube x=3 -o ds --no-view")  # the line form
+    assert res.success, res.error_in_exec
+    assert ns["ds"].attrs["x"] == 3 and ns["ds"]["y"].item() == 27
+    res, _ = cell("--workflow Nope x=1 --no-view", "\n")
+    assert "Nope" in err(res)
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("x=1,2 bogus=3", ["'bogus'", "accepts: x: int, k: int = 1"]),
+        ("k=2", ["required parameter x", "x=..."]),
+        ("x=1,,2", ["'x=1,,2'", "Cannot read"]),
+        ("x=abc", ["'x=abc'", "integer"]),
+        ("x=interval(0,1)", ["interval", "range("]),
+        ("x=1 x=2", ["twice"]),
+        ("x", ["'x' is not an override"]),
+        ("x=1 --on-error maybe", ["maybe"]),
+        ("x=1 --resume", ["--resume needs -d"]),
+    ],
+)
+def test_usage_errors_name_the_problem(cell, tmp_path, line, expected):
+    res, ns = cell(f"{line} -o ds --no-view")
+    assert isinstance(res.error_in_exec, UsageError), res.error_in_exec
+    for text in expected:
+        assert text in err(res)
+    assert "ds" not in ns
+    assert not (tmp_path / "multirun").exists()  # nothing ran
+
+
+def test_no_task_in_cell(cell):
+    res, _ = cell("x=1 --no-view", "y = 3")
+    assert "defines no task" in err(res)
+
+
+def test_failures_bind_then_raise_sweep_error(cell):
+    body = "def task(x: int) -> dict:\n    if x == 2:\n        raise ValueError('two')\n    return dict(y=x)"
+    res, ns = cell("x=1,2,3 -o ds --no-view", body)
+    assert isinstance(res.error_in_exec, SweepError)
+    assert ns["ds"]["status"].values.tolist() == ["done", "failed", "done"]
+    res, ns = cell("x=1,2,3 -o ds --no-view --on-error ignore", body)
+    assert res.success and ns["ds"]["y"].sel(x=3).item() == 3
+
+
+def test_save_and_overwrite(cell, tmp_path):
+    out = tmp_path / "r.nc"
+    res, ns = cell(f"x=1,2 -o ds --no-view --save {out}")
+    assert res.success and load_netcdf(out)["y"].values.tolist() == [1, 2]
+    res, _ = cell(f"x=5 -o ds --no-view --save {out}")
+    assert isinstance(res.error_in_exec, UsageError) and "--overwrite" in err(res)
+    assert load_netcdf(out)["y"].values.tolist() == [1, 2]  # untouched, nothing ran
+    res, _ = cell(f"x=5,6 -o ds --no-view --save {out} --overwrite")
+    assert res.success and load_netcdf(out)["y"].values.tolist() == [5, 6]
+
+
+def test_background_returns_at_once_and_rebinds(cell, ip):
+    ip.run_cell("import threading\ngate = threading.Event()")
+    body = "def task(x: int) -> dict:\n    gate.wait(30)\n    return dict(y=x)"
+    res, ns = cell("x=1,2,3 -o ds --background --no-view", body)
+    assert res.success
+    run = ns["ds_run"]
+    assert not run.done  # the cell returned while jobs wait
+    assert ns["ds"]["status"].values.tolist() != ["done"] * 3
+    ns["gate"].set()
+    run.wait(60)
+    import time
+
+    for _ in range(100):  # the finishing thread rebinds ds right after the run ends
+        if ns["ds"]["status"].values.tolist() == ["done"] * 3:
+            break
+        time.sleep(0.05)
+    assert ns["ds"]["y"].values.tolist() == [1, 2, 3]
+
+
+def test_background_with_view_rebinds_on_redraw(cell, ip):
+    ip.run_cell("import threading\ngate2 = threading.Event()")
+    body = "def task(x: int) -> dict:\n    gate2.wait(30)\n    return dict(y=x)"
+    res, ns = cell("x=1,2 -o ds --background --plot y", body)
+    assert res.success
+    run = ns["ds_run"]
+    assert not run.done
+    ns["gate2"].set()
+    run.wait(60)
+    import time
+
+    for _ in range(200):
+        if ns["ds"]["status"].values.tolist() == ["done"] * 2:
+            break
+        time.sleep(0.05)
+    assert ns["ds"]["y"].values.tolist() == [1, 2]
+
+
+def test_blocking_with_view(cell):
+    res, ns = cell("x=1,2 -o ds --plot y")
+    assert res.success, res.error_in_exec
+    assert ns["ds"]["y"].values.tolist() == [1, 2]
+
+
+def test_stop_button_cancels_and_keeps_finished_results(cell):
+    # the job for x=2 presses "stop" (KeyboardInterrupt in the main thread, where the cell waits)
+    body = (
+        "import _thread, time\n"
+        "def task(x: int) -> dict:\n"
+        "    if x == 2:\n"
+        "        _thread.interrupt_main()\n"
+        "        for _ in range(400):\n"
+        "            time.sleep(0.05)\n"
+        "    return dict(y=x)\n"
+    )
+    res, ns = cell("x=1,2,3 -o ds --no-view", body)
+    assert isinstance(res.error_in_exec, KeyboardInterrupt)
+    ds = ns["ds"]
+    assert ds["status"].values.tolist() == ["done", "cancelled", "cancelled"]
+    assert ds["y"].sel(x=1).item() == 1
+    assert ns["ds_run"].done
+
+
+def test_panel_option_prefills_the_panel(cell, tmp_path):
+    res, ns = cell(f"x=1,2,3 k=4 --panel -o p -d {tmp_path / 'w'} --launcher joblib -j 2")
+    assert res.success, res.error_in_exec
+    p = ns["p"]
+    assert p.pickers["x"].values == [1, 2, 3] and p.pickers["k"].values == [4]
+    assert p.n_jobs == 3 and p.working_dir == str(tmp_path / "w")
+    assert p.launcher == "joblib" and p.workers == 2
+    assert res.result is p and p.run is None  # shown, not run
+
+
+def test_help_lists_the_options(ip):
+    doc = ip.find_cell_magic("mushin_sweep").__doc__
+    for opt in [
+        "-o NAME",
+        "--workflow",
+        "--task",
+        "--working-dir",
+        "--resume",
+        "--launcher",
+        "--jobs",
+        "--on-error",
+        "--save",
+        "--overwrite",
+        "--plot",
+        "--background",
+        "--panel",
+        "--no-view",
+    ]:
+        assert opt in doc, opt

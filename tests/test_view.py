@@ -1,0 +1,225 @@
+"""The live view: throttled redraws, plots per number of swept dims, status, and
+updates that reach the page while a %%mushin_sweep cell blocks (real kernel)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from mushin_nb import MultiRunMetricsWorkflow, multirun
+
+pytest.importorskip("panel")
+pytest.importorskip("hvplot")
+
+GATE = threading.Event()
+
+
+class Gated(MultiRunMetricsWorkflow):
+    """Jobs wait for GATE, so a test decides when they finish (in-process launcher)."""
+
+    @staticmethod
+    def task(x: int) -> dict:
+        GATE.wait(30)
+        return dict(y=x * x)
+
+
+class Grid(MultiRunMetricsWorkflow):
+    @staticmethod
+    def task(a: float, b: int, c: str = "u") -> dict:
+        if a == 2.0 and b == 1:
+            raise ValueError("bad cell")
+        return dict(score=a * b + (c == "v"), curve=np.arange(3) * a)
+
+
+@pytest.fixture()
+def gate():
+    GATE.clear()
+    yield GATE
+    GATE.set()
+
+
+def test_events_are_coalesced_into_one_redraw_per_tick(tmp_path, gate):
+    from mushin_nb.notebook.view import LiveView
+
+    run = Gated().start(x=multirun(list(range(6))), working_dir=str(tmp_path))
+    view = LiveView(run, interval=None)  # no timer thread: the test ticks
+    assert view.redraws == 1  # the first draw
+    gate.set()
+    run.wait()
+    assert view.events == 6  # six jobs finished after the view subscribed
+    assert view.redraws == 1  # events only mark the view dirty
+    assert view.tick() is True
+    assert view.redraws == 2  # six events, one redraw
+    assert view.tick() is False  # nothing new
+    assert view.redraws == 2
+    assert "6 done" in view._summary.object
+
+
+def test_timer_thread_redraws_at_most_once_per_interval(tmp_path, gate):
+    from mushin_nb.notebook.view import LiveView
+
+    run = Gated().start(x=multirun(list(range(8))), working_dir=str(tmp_path))
+    # an interval longer than any test: the only tick is the one when the run ends
+    view = LiveView(run, interval=3600)
+    gate.set()
+    run.wait()
+    view.join(60)
+    assert view.events == 8
+    assert view.redraws == 2  # the first draw + one at the end, not one per job
+    assert view._progress.value == 8 and view._progress.max == 8
+    assert not view._cancel.visible  # the run is over
+
+
+def test_two_dims_heatmap_lines_status_and_repr(tmp_path):
+    import holoviews as hv
+
+    from mushin_nb.notebook.view import STATUS_ORDER, LiveView
+
+    wf = Grid()
+    run = wf.start(a=multirun([1.0, 2.0]), b=multirun([0, 1, 2]), working_dir=str(tmp_path))
+    run.wait()
+    view = LiveView(run, metric="score")
+    assert view.param.metric.objects == ["score", "curve"]
+    plot = view._plot.object
+    assert isinstance(plot, hv.HeatMap)
+    assert [d.name for d in plot.kdims] == ["a", "b"]
+    view.kind = "lines"  # lines grouped by the other swept parameter
+    plot = view._plot.object
+    assert isinstance(plot, hv.Overlay)
+    curves = plot.Curve if hasattr(plot, "Curve") else None
+    assert curves is not None
+    assert sorted(view._plot.object.traverse(lambda e: e.label, [hv.Curve])) is not None
+    # the failed cell is visibly distinct: its own state code in the status grid
+    st = view.make_status_plot(run.dataset).data
+    failed = st[st["status"] == "failed"]
+    assert len(failed) == 1 and failed.iloc[0]["a"] == 2.0 and failed.iloc[0]["b"] == 1
+    assert set(st["code"]) == {STATUS_ORDER.index("done"), STATUS_ORDER.index("failed")}
+    assert "1 failed" in view._summary.object and "5 done" in view._summary.object
+    # the Dataset's own HTML repr, beside the plot
+    assert "xr-wrap" in view._repr.object and "score" in view._repr.object
+
+
+def test_array_metric_draws_lines_over_its_own_dim(tmp_path):
+    import holoviews as hv
+
+    from mushin_nb.notebook.view import LiveView
+
+    run = Grid().start(a=multirun([1.0, 3.0]), b=1, working_dir=str(tmp_path))
+    run.wait()
+    view = LiveView(run, metric="curve")
+    plot = view._plot.object
+    assert isinstance(plot, hv.NdOverlay)
+    assert plot.kdims[0].name == "a" and sorted(plot.keys()) == [1.0, 3.0]
+    curve = plot[3.0]
+    assert curve.kdims[0].name == "curve_dim0"
+    assert curve.dimension_values("curve").tolist() == [0.0, 3.0, 6.0]
+
+
+def test_three_dims_select_the_others_with_widgets(tmp_path):
+    from mushin_nb.notebook.view import LiveView
+
+    run = Grid().start(
+        a=multirun([1.0, 3.0]), b=multirun([0, 2]), c=multirun(["u", "v"]), working_dir=str(tmp_path)
+    )
+    run.wait()
+    view = LiveView(run, metric="score")
+    assert view._sel["c"].visible and not view._sel["a"].visible and not view._sel["b"].visible
+    before = view._plot.object.dimension_values("score").tolist()
+    view._sel["c"].value = "v"  # pick another slice: the plot follows
+    after = view._plot.object.dimension_values("score").tolist()
+    assert [round(x - y, 6) for x, y in zip(after, before)] == [1.0] * 4
+
+
+def test_pending_and_running_cells_show_before_results(tmp_path, gate):
+    from mushin_nb.notebook.view import LiveView
+
+    run = Gated().start(x=multirun([1, 2, 3]), working_dir=str(tmp_path))
+    view = LiveView(run, interval=None)
+    states = set(view.make_status_plot(run.dataset).data["status"])
+    assert states <= {"pending", "running"} and "pending" in states
+    assert "waiting for the first result" in str(view._plot.object.opts.get().kwargs.get("title", ""))
+    gate.set()
+    run.wait()
+    view.tick()
+    assert set(view.make_status_plot(run.dataset).data["status"]) == {"done"}
+
+
+def test_cancel_button_cancels_the_run(tmp_path, gate):
+    from mushin_nb.notebook.view import LiveView
+
+    run = Gated().start(x=multirun([1, 2, 3, 4]), working_dir=str(tmp_path))
+    view = LiveView(run, interval=None, show_cancel=True)
+    assert view._cancel.visible
+    view._cancel.clicks += 1
+    gate.set()
+    ds = run.wait()
+    view.tick(force=True)
+    assert run.status["cancelled"] >= 1
+    assert "cancelled" in set(ds["status"].values.tolist())
+    assert not view._cancel.visible
+
+
+def test_static_dataset_and_run_view(tmp_path):
+    import panel as pn
+
+    from mushin_nb.notebook.view import LiveView
+
+    run = Grid().start(a=multirun([1.0, 3.0]), b=1, working_dir=str(tmp_path))
+    ds = run.wait()
+    layout = run.view(metric="score")
+    assert isinstance(layout, pn.Column)
+    view = LiveView(ds.drop_vars("status"), metric="score")  # a Dataset, e.g. loaded from NetCDF
+    assert view.swept == ["a"] and view.tick() is False
+    assert view._plot.object.dimension_values("score").tolist()[:2] == [1.0, 3.0]
+
+
+@pytest.mark.slow
+def test_blocking_magic_pushes_view_updates_to_the_page(tmp_path):
+    """A real kernel (nbclient): while the %%mushin_sweep cell blocks, the view's
+    redraws reach the page as update_display_data messages (kernel -> page only)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = [
+        "%load_ext mushin_nb\nimport time",
+        f"%%mushin_sweep x=1,2,3,4 -o ds -d {tmp_path / 'sweep'}\n"
+        "def task(x: int) -> dict:\n    time.sleep(0.6)\n    return dict(y=x * x)",
+        "print(ds.status.values.tolist(), ds.y.values.tolist())",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+
+    class Recorder(NotebookClient):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.updates: list[tuple[int, str]] = []
+
+        def process_message(self, msg, cell, cell_index):
+            if msg["msg_type"] == "update_display_data":
+                self.updates.append((cell_index, json.dumps(msg["content"]["data"])))
+            return super().process_message(msg, cell, cell_index)
+
+    client = Recorder(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, errors
+    assert "['done', 'done', 'done', 'done'] [1, 4, 9, 16]" in nb.cells[2].outputs[0]["text"]
+    counts = [sorted(set(re.findall(r"(\d+) done", data))) for i, data in client.updates if i == 1]
+    finished_seen = {int(n) for c in counts for n in c}
+    # several redraws were sent from the blocked cell, including intermediate ones
+    assert len(counts) >= 2
+    assert 4 in finished_seen and finished_seen & {0, 1, 2, 3}, finished_seen
+    # BokehJS and Panel's JS are inlined in the notebook (so plots render offline),
+    # and no extension whose JS only a CDN serves (e.g. Tabulator) is requested
+    outs = nb.cells[1].outputs
+    inline = [o for o in outs if len(o.get("data", {}).get("application/javascript", "")) > 1_000_000]
+    assert inline, "no inline BokehJS bundle in the output"
+    assert "tabulator.min.js" not in json.dumps(outs)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
