@@ -312,8 +312,10 @@ class BaseWorkflow:
             f"{len(fails)} of {sweep.status['total']} jobs of {type(self).__name__} failed{stopped}:\n"
             f"{lines}{more}\n"
             f"Every finished result is kept: err.dataset, wf.to_xarray(); tracebacks in each job's "
-            f"{_store.ERROR_TXT} under {sweep.sweep_dir}. Fix the task and run(..., "
-            f"working_dir='{sweep.sweep_dir}', resume=True) to run only the failed cells."
+            f"{_store.ERROR_TXT} under {sweep.sweep_dir}. To run only the failed cells: "
+            f"run(..., working_dir='{sweep.sweep_dir}', resume=True) if the failure was outside "
+            "the task (data, resources), or resume='force' after fixing the task's code (resume=True "
+            "refuses to mix results of two versions of a task)."
         )
         raise SweepError(msg, dataset=sweep.dataset, failures=fails)
 

@@ -251,3 +251,18 @@ def test_help_lists_the_options(ip):
         "--no-view",
     ]:
         assert opt in doc, opt
+
+
+def test_resume_after_fixing_the_task_needs_force(cell, tmp_path):
+    d = tmp_path / "sw"
+    broken = "def task(x: int) -> dict:\n    if x == 2:\n        raise ValueError('bug')\n    return dict(y=x)\n"
+    fixed = "def task(x: int) -> dict:\n    return dict(y=x)\n"
+    res, ns = cell(f"x=1,2,3 -d {d} --no-view -o ds", broken)
+    assert not res.success and ns["ds"]["status"].values.tolist() == ["done", "failed", "done"]
+    res, ns = cell(f"x=1,2,3 -d {d} --no-view -o ds --resume", fixed)
+    assert not res.success and "resume='force'" in str(res.error_in_exec)
+    res, ns = cell(f"x=1,2,3 -d {d} --no-view -o ds --resume --force", fixed)
+    assert res.success, res.error_in_exec
+    assert ns["ds"]["y"].values.tolist() == [1, 2, 3] and ns["ds_run"].skipped == 2
+    res, _ = cell("x=1 --force --no-view", fixed)
+    assert not res.success and "--force goes with --resume" in str(res.error_in_exec)

@@ -107,6 +107,11 @@ class MushinMagics(Magics):
         "--resume", action="store_true", help="reuse the results already in --working-dir; run only the rest"
     )
     @argument(
+        "--force",
+        action="store_true",
+        help="with --resume: also reuse results computed by an earlier version of the task",
+    )
+    @argument(
         "--launcher", metavar="NAME", help="Hydra launcher: basic (default), joblib, submitit_local, ..."
     )
     @argument("-j", "--jobs", metavar="N", type=int, help="parallel jobs (with --launcher joblib/submitit)")
@@ -164,6 +169,8 @@ class MushinMagics(Magics):
         save = _unquote(args.save)
         if args.panel:
             return self._panel(wf, args, working_dir, save)
+        if args.force and not args.resume:
+            raise UsageError("--force goes with --resume (reuse results of an earlier version of the task).")
         if args.resume and not working_dir:
             raise UsageError("--resume needs -d/--working-dir DIR: the directory of the sweep to resume.")
         if args.jobs is not None and args.jobs < 1:
@@ -186,7 +193,7 @@ class MushinMagics(Magics):
                 launcher=_unquote(args.launcher),
                 jobs=args.jobs,
                 on_error=args.on_error,
-                resume=args.resume,
+                resume="force" if (args.resume and args.force) else args.resume,
                 with_log_configuration=False,
             )
         except (ValueError, TypeError, FileNotFoundError) as e:
@@ -396,7 +403,7 @@ class MushinMagics(Magics):
         if working_dir:
             initial["working_dir"] = working_dir
         if args.resume:
-            initial["resume"] = True
+            initial["resume"] = True  # the panel's checkbox; 'force' is an API/magic option
         if args.jobs is not None:
             initial["workers"] = args.jobs
         initial["on_error"] = args.on_error
