@@ -47,7 +47,8 @@ _VERSION_BASE_DEFAULT = "1.3"
 LAUNCHER_ALIASES = {
     "mushin_nb": "mushin_nb",
     "fast": "mushin_nb",
-    "joblib": "joblib",
+    "joblib": "mushin_nb_joblib",  # hydra-joblib-launcher, composing once per worker
+    "hydra_joblib": "joblib",  # hydra-joblib-launcher as it is
     "submitit_local": "submitit_local",
     "submitit_slurm": "submitit_slurm",
     "ray": "ray",
@@ -585,7 +586,7 @@ def _quote_path(p: Path) -> str:
 
 
 def _jobs_overrides(launcher: str | None, n: int) -> list[str]:
-    if launcher == "joblib":
+    if launcher in ("joblib", "mushin_nb_joblib"):
         return [f"hydra.launcher.n_jobs={int(n)}"]
     if launcher == "submitit_slurm":
         return [f"hydra.launcher.array_parallelism={int(n)}"]

@@ -63,9 +63,11 @@ class MushinLauncher(Launcher):
     """In-process launcher: Hydra's ``BasicLauncher`` semantics and files, with
     the configuration composed once instead of once per job."""
 
-    def __init__(self, fast: bool = True) -> None:
+    def __init__(self, fast: bool = True, job_id: str = "num", quiet: bool = False) -> None:
         super().__init__()
         self.fast = bool(fast)
+        self.job_id = job_id  # "num": id = num (BasicLauncher); "name_num": joblib's "<job name>_<num>"
+        self.quiet = quiet
         self.config: Any = None
         self.task_function: Any = None
         self.hydra_context: Any = None
@@ -95,7 +97,8 @@ class MushinLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = self.config.hydra.sweep.dir
         Path(str(sweep_dir)).mkdir(parents=True, exist_ok=True)
-        log.info(f"Launching {len(job_overrides)} jobs locally")
+        if not self.quiet:
+            log.info(f"Launching {len(job_overrides)} jobs locally")
         self._has_callbacks = bool(self.config.hydra.callbacks)
         self._env_copy = list(self.config.hydra.job.env_copy or [])
         runs: list[Any] = []
@@ -104,7 +107,7 @@ class MushinLauncher(Launcher):
             for i, overrides in enumerate(job_overrides):
                 idx = initial_job_idx + i
                 overrides = list(overrides)
-                if job_logging_on:
+                if job_logging_on or self.quiet:
                     log.debug(f"\t#{idx} : {' '.join(_filter(overrides))}")
                 else:
                     log.info(f"\t#{idx} : {' '.join(_filter(overrides))}")
@@ -116,8 +119,13 @@ class MushinLauncher(Launcher):
                     runs.append(self._run_composed(overrides, idx))
                     configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
                 else:
-                    runs.append(tmpl.run(overrides, idx, self._parsed_list(overrides)))
-                    job_logging_on = True
+                    try:
+                        runs.append(tmpl.run(overrides, idx, self._parsed_list(overrides)))
+                        job_logging_on = True
+                    except _Compose:
+                        runs.append(self._run_composed(overrides, idx))
+                        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+                        job_logging_on = False
         finally:
             if job_logging_on:
                 configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -130,7 +138,9 @@ class MushinLauncher(Launcher):
 
         sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(sweep_config):
-            sweep_config.hydra.job.id = idx
+            sweep_config.hydra.job.id = (
+                idx if self.job_id == "num" else f"{sweep_config.hydra.job.name}_{idx}"
+            )
             sweep_config.hydra.job.num = idx
         return run_job(
             hydra_context=self.hydra_context,
@@ -202,6 +212,126 @@ class MushinLauncher(Launcher):
             tmpl = _Template(self, overrides)
             self._templates[sig] = tmpl
         return tmpl
+
+
+@dataclass
+class MushinJoblibLauncherConf:
+    """hydra-joblib-launcher's settings (``hydra.launcher.n_jobs`` ...), with each
+    worker process running its jobs the fast way (one composition per worker)."""
+
+    _target_: str = "hydra_plugins.mushin_nb_plugins.launcher.MushinJoblibLauncher"
+    n_jobs: int = -1
+    backend: str | None = None
+    prefer: str = "processes"
+    require: str | None = None
+    verbose: int = 0
+    timeout: float | None = None
+    pre_dispatch: str = "2*n_jobs"
+    batch_size: str = "auto"
+    temp_folder: str | None = None
+    max_nbytes: str | None = None
+    mmap_mode: str = "r"
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="mushin_nb_joblib", node=MushinJoblibLauncherConf, provider="mushin_nb"
+)
+
+
+class MushinJoblibLauncher(Launcher):
+    """hydra-joblib-launcher (joblib's loky processes, the same settings, job ids
+    and files) whose workers compose the configuration once per sweep instead of
+    once per job (``MushinLauncher`` runs inside each worker)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        import uuid
+
+        self.config: Any = None
+        self.task_function: Any = None
+        self.hydra_context: Any = None
+        self.joblib = kwargs
+        self.key = uuid.uuid4().hex
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        self.config = config
+        self.task_function = task_function
+        self.hydra_context = hydra_context
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
+        from pathlib import Path
+
+        from hydra.core.singleton import Singleton
+        from hydra.core.utils import configure_log, setup_globals
+        from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+        from joblib import Parallel, delayed
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        joblib_cfg = dict(self.joblib)
+        joblib_cfg["backend"] = "loky"  # as hydra-joblib-launcher: threads are incompatible with Hydra
+        process_joblib_cfg(joblib_cfg)
+        log.info(
+            "Joblib.Parallel({}) is launching {} jobs".format(
+                ",".join(f"{k}={v}" for k, v in joblib_cfg.items()), len(job_overrides)
+            )
+        )
+        log.info(f"Launching jobs, sweep output dir : {sweep_dir}")
+        for idx, overrides in enumerate(job_overrides):
+            log.info("\t#{} : {}".format(initial_job_idx + idx, " ".join(_filter(overrides))))
+        singleton_state = Singleton.get_state()
+        runs = Parallel(**joblib_cfg)(
+            delayed(_execute_in_worker)(
+                initial_job_idx + idx,
+                list(overrides),
+                self.hydra_context,
+                self.config,
+                self.task_function,
+                singleton_state,
+                self.key,
+            )
+            for idx, overrides in enumerate(job_overrides)
+        )
+        return list(runs)
+
+
+def _execute_in_worker(
+    idx: int,
+    overrides: list[str],
+    hydra_context: Any,
+    config: Any,
+    task_function: Any,
+    singleton_state: dict[Any, Any],
+    key: str,
+) -> Any:
+    """One job in a joblib worker; the worker keeps its MushinLauncher (and so
+    its composed templates) for the rest of the sweep."""
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import setup_globals
+
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    cache = _worker_cache()
+    launcher = cache.get(key)
+    if launcher is None:
+        cache.clear()
+        launcher = MushinLauncher(job_id="name_num", quiet=True)
+        launcher.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        cache[key] = launcher
+    return launcher.launch([overrides], idx)[0]
+
+
+def _worker_cache() -> dict[str, Any]:
+    # kept across Hydra's re-execution of this module by its plugin scanner
+    g = globals()
+    if "_WORKER_CACHE" not in g:
+        g["_WORKER_CACHE"] = {}
+    return g["_WORKER_CACHE"]  # type: ignore[no-any-return]
+
+
+class _Compose(Exception):
+    """This job needs Hydra's own composition."""
 
 
 def _filter(overrides: Sequence[str]) -> list[str]:
@@ -364,6 +494,7 @@ class _Template:
         self.kv_sep = h.job.config.override_dirname.kv_sep
         self.item_sep = h.job.config.override_dirname.item_sep
         self.exclude_keys = list(h.job.config.override_dirname.exclude_keys)
+        self.job_name = h.job.name
         self.hydra_logging = h.hydra_logging
         self.verbose = h.verbose
         self._const: dict[tuple[str, ...], Any] = {}
@@ -543,10 +674,13 @@ class _Template:
         launcher = self.launcher
         # the task config: the template's, with this job's values
         task_cfg = copy.deepcopy(self.task)
-        for o in parsed:
-            OmegaConf.update(
-                task_cfg, o.key_or_group, o.value(), merge=True, force_add=o.is_add() or o.is_force_add()
-            )
+        try:
+            for o in parsed:
+                OmegaConf.update(
+                    task_cfg, o.key_or_group, o.value(), merge=True, force_add=o.is_add() or o.is_force_add()
+                )
+        except Exception:
+            raise _Compose() from None  # e.g. a value its typed node refuses: Hydra raises its own error
         from hydra._internal.config_loader_impl import get_overrides_dirname
 
         app = list(parsed)
@@ -554,7 +688,7 @@ class _Template:
             ("job", "override_dirname"): get_overrides_dirname(
                 overrides=app, kv_sep=self.kv_sep, item_sep=self.item_sep, exclude_keys=self.exclude_keys
             ),
-            ("job", "id"): idx,
+            ("job", "id"): idx if launcher.job_id == "num" else f"{self.job_name}_{idx}",
             ("job", "num"): idx,
             ("overrides", "task"): list(overrides),
             ("runtime", "cwd"): os.getcwd(),
@@ -565,6 +699,8 @@ class _Template:
         # the job's full config: the task config's nodes + the hydra node
         full = _shell(task_cfg)
         full.__dict__["_content"]["hydra"] = hnode
+        # resolver cache (e.g. ${now:...}) as Hydra's load_sweep_config copies it
+        OmegaConf.copy_cache(from_config=launcher.config, to_config=full)
         hnode.__dict__["_parent"] = full
         hnode._invalidate_flags_cache()
         hc = HydraConfig.instance()
@@ -599,7 +735,9 @@ class _Template:
             if self.output_subdir is not None:
                 self._write_files(output_dir_abs, task_cfg, hroot, values, overrides)
             with env_override(self.env_set):
-                launcher.hydra_context.callbacks.on_job_start(config=full, task_function=launcher.task_function)
+                launcher.hydra_context.callbacks.on_job_start(
+                    config=full, task_function=launcher.task_function
+                )
                 try:
                     ret.return_value = launcher.task_function(task_cfg)
                     ret.status = JobStatus.COMPLETED
@@ -699,7 +837,11 @@ class _Template:
             self._file_handlers = {}
             for name, hconf in (self.logging_plain.get("handlers") or {}).items():
                 hobj = _logging._handlers.get(name)  # type: ignore[attr-defined]
-                if isinstance(hconf, dict) and hconf.get("class") == "logging.FileHandler" and hobj is not None:
+                if (
+                    isinstance(hconf, dict)
+                    and hconf.get("class") == "logging.FileHandler"
+                    and hobj is not None
+                ):
                     self._file_handlers[name] = hobj
             self._root_handlers = list(root.handlers)
         else:
@@ -719,7 +861,9 @@ class _Template:
                     new.addFilter(f)
                 new.set_name(name)
                 loggers = [root] + [
-                    lg for lg in _logging.Logger.manager.loggerDict.values() if isinstance(lg, _logging.Logger)
+                    lg
+                    for lg in _logging.Logger.manager.loggerDict.values()
+                    if isinstance(lg, _logging.Logger)
                 ]
                 for lg in loggers:
                     hs = lg.handlers
@@ -765,4 +909,4 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-__all__ = ["MushinLauncher", "MushinLauncherConf"]
+__all__ = ["MushinJoblibLauncher", "MushinJoblibLauncherConf", "MushinLauncher", "MushinLauncherConf"]
