@@ -429,7 +429,8 @@ class BaseWorkflow:
             # bar and the live view say it); each job's log file is unchanged
             launch_overrides.append("hydra/hydra_logging=none")
         if with_log_configuration and not any(
-            o.startswith("hydra/job_logging=") or o.partition("=")[0].lstrip("+").startswith("hydra.job_logging")
+            o.startswith("hydra/job_logging=")
+            or o.partition("=")[0].lstrip("+").startswith("hydra.job_logging")
             for o in hydra_ovs
         ):
             # jobs log to their own <job_name>.log; a console handler on the root logger

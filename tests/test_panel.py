@@ -112,9 +112,15 @@ def test_installed_launchers_only():
     from mushin_nb.notebook.panel import installed_launchers
 
     names = installed_launchers()
-    assert names[0] == "basic" and "joblib" in names
+    # the default (in-process) launcher first, shown as the default; the name
+    # launcher="joblib" runs (mushin_nb_joblib) is not offered a second time
+    assert names[:2] == ["mushin_nb", "basic"] and "joblib" in names and "mushin_nb_joblib" not in names
     p = Many().panel()
-    assert p.param.launcher.objects == names
+    assert list(p.param.launcher.objects) == names and p.launcher == "mushin_nb"
+    assert p.param.launcher.names["in-process (default)"] == "mushin_nb"
+    assert p.kwargs()["launcher"] is None  # the engine's default
+    p.launcher = "basic"  # Hydra's own BasicLauncher, passed as such
+    assert p.kwargs()["launcher"] == "basic"
     with pytest.raises(ValueError):
         p.launcher = "not-a-launcher"
     p.workers = 2  # parallel jobs need a parallel launcher
