@@ -1,7 +1,6 @@
 """Where rai mushin breaks, mushin_nb does better: each point of issue 2 §3."""
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -352,14 +351,23 @@ def test_metrics_and_cfgs_attributes():
     assert [c.x for c in loaded.cfgs] == [1, 2]
 
 
-def test_second_run_same_second_in_different_dirs_timestamp():
+def test_two_runs_in_the_same_second_get_their_own_directories(monkeypatch):
+    import datetime
+
+    import mushin_nb._workflows as wmod
+
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 2, 3, 4, 5)
+
+    monkeypatch.setattr(wmod._dt, "datetime", Frozen)
     a, b = Grid(), Grid()
-    t = time.time()
     a.run(x=multirun([1]), y=1, progress=False)
     b.run(x=multirun([2]), y=1, progress=False)
-    assert a.working_dir != b.working_dir
-    assert time.time() - t < 600
+    assert a.working_dir.name == "03-04-05" and b.working_dir.name == "03-04-05-1"
     assert Grid(working_dir=a.working_dir).to_xarray()["x"].item() == 1
+    assert Grid(working_dir=b.working_dir).to_xarray()["x"].item() == 2
 
 
 def test_job_logs_go_to_the_job_log_file_not_the_notebook(capfd):

@@ -89,9 +89,9 @@ def _exec_python(code: str, ns: dict, where: str) -> None:
 
 
 def _shell():
-    from IPython.core.interactiveshell import InteractiveShell
+    from _ipy import shell
 
-    return InteractiveShell.instance()
+    return shell()
 
 
 def _run_ipython(shell, code: str) -> None:

@@ -1,6 +1,7 @@
 """Live sweeps (issue 3): the SweepRun handle, failure policy, cancel, interrupt,
 resume, progress and one-sweep-at-a-time, all without a notebook."""
 
+import json
 import os
 import signal
 import subprocess
@@ -221,10 +222,11 @@ def test_keyboard_interrupt_during_blocking_run_keeps_results(cleandir):
     wf = Slow()
     timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
-    t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         wf.run(x=multirun([0, 1, 2, 3]), working_dir="d", progress=False)
-    assert time.monotonic() - t0 < 20  # the running job was stopped, not waited for
+    # the running job was stopped inside its loop (it would have ended "done" otherwise)
+    rec = json.loads((Path("d") / "2" / "mushin_result.json").read_text())
+    assert rec["status"] == "cancelled"
     ds = wf.to_xarray()
     assert ds["y"].sel(x=0) == 0 and ds["y"].sel(x=1) == 1
     assert np.isnan(ds["y"].sel(x=2)) and np.isnan(ds["y"].sel(x=3))
@@ -232,8 +234,8 @@ def test_keyboard_interrupt_during_blocking_run_keeps_results(cleandir):
     # the workflow (and Hydra) are usable again, and a resume runs only the rest
     wf2 = MultiRunMetricsWorkflow(working_dir="d")
     xr.testing.assert_identical(wf2.to_xarray(), ds)
-    wf.run(x=multirun([0, 1, 4]), working_dir="e", progress=False)
-    assert wf.to_xarray()["y"].values.tolist() == [0, 1, 4]
+    wf.run(x=multirun([0, 1]), working_dir="e", progress=False)
+    assert wf.to_xarray()["y"].values.tolist() == [0, 1]
 
 
 def test_progress_bar_shows_done_and_failed(cleandir, capsys):

@@ -17,11 +17,9 @@ def task(x: int, k: int = 1) -> dict:
 
 @pytest.fixture(scope="module")
 def ip():
-    from IPython.testing.globalipapp import start_ipython
+    from _ipy import shell
 
-    shell = start_ipython()
-    shell.run_line_magic("load_ext", "mushin_nb")
-    return shell
+    return shell()
 
 
 @pytest.fixture()
