@@ -253,7 +253,9 @@ def test_help_lists_the_options(ip):
 
 def test_resume_after_fixing_the_task_needs_force(cell, tmp_path):
     d = tmp_path / "sw"
-    broken = "def task(x: int) -> dict:\n    if x == 2:\n        raise ValueError('bug')\n    return dict(y=x)\n"
+    broken = (
+        "def task(x: int) -> dict:\n    if x == 2:\n        raise ValueError('bug')\n    return dict(y=x)\n"
+    )
     fixed = "def task(x: int) -> dict:\n    return dict(y=x)\n"
     res, ns = cell(f"x=1,2,3 -d {d} --no-view -o ds", broken)
     assert not res.success and ns["ds"]["status"].values.tolist() == ["done", "failed", "done"]

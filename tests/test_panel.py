@@ -115,7 +115,7 @@ def test_installed_launchers_only():
     # the default (in-process) launcher first, shown as the default; the name
     # launcher="joblib" runs (mushin_nb_joblib) is not offered a second time
     assert names[:2] == ["mushin_nb", "basic"] and "joblib" in names and "mushin_nb_joblib" not in names
-    p = Many().panel()
+    p = Many().panel(lr=0.1)
     assert list(p.param.launcher.objects) == names and p.launcher == "mushin_nb"
     assert p.param.launcher.names["in-process (default)"] == "mushin_nb"
     assert p.kwargs()["launcher"] is None  # the engine's default

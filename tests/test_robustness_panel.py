@@ -46,7 +46,7 @@ def test_robustness_panel_refine_and_overlay(tmp_path):
     ds = p.wait(60)
     assert ds["acc"].sel(model="b").values.tolist() == [1.0, 0.0, -1.0]
     # one curve per model, epsilon on x
-    plot = p.view._plot.object
+    plot = p.view.plot_element
     curves = plot.traverse(lambda e: e, [hv.Curve])
     assert {c.kdims[0].name for c in curves} == {"epsilon"} and len(curves) == 2
     # save it, to overlay later
@@ -69,7 +69,7 @@ def test_robustness_panel_refine_and_overlay(tmp_path):
     p.reference_path = str(tmp_path / "first.nc")
     p.load_button.clicks += 1
     assert p.reference is not None and "first.nc" in p.reference_text.object
-    plot = p.view._plot.object
+    plot = p.view.plot_element
     labels = {c.vdims[0].name for c in plot.traverse(lambda e: e, [hv.Curve])}
     assert labels == {"acc", "acc (reference)"}
     ref_curves = [c for c in plot.traverse(lambda e: e, [hv.Curve]) if c.vdims[0].name == "acc (reference)"]

@@ -85,15 +85,15 @@ def test_two_dims_heatmap_lines_status_and_repr(tmp_path):
     run.wait()
     view = LiveView(run, metric="score")
     assert view.param.metric.objects == ["score", "curve"]
-    plot = view._plot.object
+    plot = view.plot_element
     assert isinstance(plot, hv.HeatMap)
     assert [d.name for d in plot.kdims] == ["a", "b"]
     view.kind = "lines"  # lines grouped by the other swept parameter
-    plot = view._plot.object
+    plot = view.plot_element
     assert isinstance(plot, hv.Overlay)
     curves = plot.Curve if hasattr(plot, "Curve") else None
     assert curves is not None
-    assert sorted(view._plot.object.traverse(lambda e: e.label, [hv.Curve])) is not None
+    assert sorted(view.plot_element.traverse(lambda e: e.label, [hv.Curve])) is not None
     # the failed cell is visibly distinct: its own state code in the status grid
     st = view.make_status_plot(run.dataset).data
     failed = st[st["status"] == "failed"]
@@ -112,7 +112,7 @@ def test_array_metric_draws_lines_over_its_own_dim(tmp_path):
     run = Grid().start(a=multirun([1.0, 3.0]), b=1, working_dir=str(tmp_path))
     run.wait()
     view = LiveView(run, metric="curve")
-    plot = view._plot.object
+    plot = view.plot_element
     assert isinstance(plot, hv.NdOverlay)
     assert plot.kdims[0].name == "a" and sorted(plot.keys()) == [1.0, 3.0]
     curve = plot[3.0]
@@ -129,9 +129,9 @@ def test_three_dims_select_the_others_with_widgets(tmp_path):
     run.wait()
     view = LiveView(run, metric="score")
     assert view._sel["c"].visible and not view._sel["a"].visible and not view._sel["b"].visible
-    before = view._plot.object.dimension_values("score").tolist()
+    before = view.plot_element.dimension_values("score").tolist()
     view._sel["c"].value = "v"  # pick another slice: the plot follows
-    after = view._plot.object.dimension_values("score").tolist()
+    after = view.plot_element.dimension_values("score").tolist()
     assert [round(x - y, 6) for x, y in zip(after, before)] == [1.0] * 4
 
 
@@ -142,7 +142,7 @@ def test_pending_and_running_cells_show_before_results(tmp_path, gate):
     view = LiveView(run, interval=None)
     states = set(view.make_status_plot(run.dataset).data["status"])
     assert states <= {"pending", "running"} and "pending" in states
-    assert "waiting for the first result" in str(view._plot.object.opts.get().kwargs.get("title", ""))
+    assert "waiting for the first result" in str(view.plot_element.opts.get().kwargs.get("title", ""))
     gate.set()
     run.wait()
     view.tick()
@@ -175,7 +175,83 @@ def test_static_dataset_and_run_view(tmp_path):
     assert isinstance(layout, pn.Column)
     view = LiveView(ds.drop_vars("status"), metric="score")  # a Dataset, e.g. loaded from NetCDF
     assert view.swept == ["a"] and view.tick() is False
-    assert view._plot.object.dimension_values("score").tolist()[:2] == [1.0, 3.0]
+    assert view.plot_element.dimension_values("score").tolist()[:2] == [1.0, 3.0]
+
+
+def test_redraws_update_the_plots_in_place(tmp_path, gate):
+    """While the plot keeps its structure, a redraw sends the new element through
+    a stream to the DynamicMap already shown (no bokeh model is replaced); a new
+    metric or axis builds a new one."""
+    import holoviews as hv
+
+    from mushin_nb.notebook.view import LiveView
+
+    run = Grid().start(a=multirun([1.0, 3.0]), b=multirun([0, 1]), working_dir=str(tmp_path))
+    run.wait()
+    view = LiveView(run, metric="score", interval=None)
+    shown, status_shown = view._plot.object, view._status_plot.object
+    assert isinstance(shown, hv.DynamicMap) and isinstance(view.plot_element, hv.HeatMap)
+    first = view.plot_element
+    view.tick(force=True)
+    assert view._plot.object is shown and view._status_plot.object is status_shown
+    assert view.plot_element is not first  # a new element, in the same DynamicMap
+    assert shown[()].dimension_values("score").tolist() == first.dimension_values("score").tolist()
+    view.metric = "curve"  # another structure: a new DynamicMap
+    assert view._plot.object is not shown and isinstance(view.plot_element, hv.NdOverlay)
+
+
+def test_render_png_marks_cells_without_results(tmp_path, gate):
+    from mushin_nb.notebook.view import render_png
+
+    run = Gated().start(x=multirun([1, 2, 3]), working_dir=str(tmp_path))
+    png = render_png(run.dataset, title="Gated")  # nothing finished: only marked cells
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    gate.set()
+    ds = run.wait()
+    assert render_png(ds)[:4] == b"\x89PNG"
+    grid = Grid().start(a=multirun([1.0, 2.0]), b=multirun([0, 1, 2]), working_dir=str(tmp_path / "g")).wait()
+    for metric in ("score", "curve"):  # a heatmap with a failed cell; lines of an array metric
+        assert render_png(grid, metric=metric, title="Grid")[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_redraws_run_on_the_kernels_main_thread(tmp_path):
+    """In a real kernel the view's timer thread only schedules redraws: they run
+    on the kernel's main thread (where Panel also handles the page's messages),
+    when it is free, e.g. while a cell awaits."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = [
+        "import threading, asyncio, time\n"
+        "from mushin_nb import MultiRunMetricsWorkflow, multirun\n"
+        "from mushin_nb.notebook.view import LiveView\n"
+        "gate = threading.Event()\n"
+        "class Slow(MultiRunMetricsWorkflow):\n"
+        "    @staticmethod\n"
+        "    def task(x: int) -> dict:\n"
+        "        gate.wait(60)\n"
+        "        time.sleep(0.2)\n"
+        "        return dict(y=x)\n"
+        f"run = Slow().start(x=multirun([1, 2, 3, 4]), working_dir={str(tmp_path / 'sweep')!r})\n"
+        "view = LiveView(run, interval=0.05)\n"
+        "threads = set()\n"
+        "view.add_listener(lambda ds: threads.add(threading.current_thread().name))\n"
+        "view.panel()",
+        "assert view._thread is not None and not run.done\n"
+        "gate.set()  # the jobs finish while this cell awaits: the kernel's loop is free\n"
+        "while not run.done or view._thread.is_alive() or not view._idle.is_set():\n"
+        "    await asyncio.sleep(0.05)\n"
+        "print('THREADS', sorted(threads), 'REDRAWS', view.redraws, 'DONE', run.status['done'], view.error)",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    text = "".join(o.get("text", "") for o in nb.cells[1].outputs)
+    assert "THREADS ['MainThread']" in text and "DONE 4 None" in text, text
+    redraws = int(text.split("REDRAWS ")[1].split()[0])
+    assert redraws >= 2, text  # the first draw and at least the one at the end
 
 
 @pytest.mark.slow

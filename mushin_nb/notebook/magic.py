@@ -112,7 +112,10 @@ class MushinMagics(Magics):
         help="with --resume: also reuse results computed by an earlier version of the task",
     )
     @argument(
-        "--launcher", metavar="NAME", help="Hydra launcher: basic (default), joblib, submitit_local, ..."
+        "--launcher",
+        metavar="NAME",
+        help="Hydra launcher: joblib, submitit_local, submitit_slurm, ray, basic (Hydra's own); default: "
+        "mushin-nb's in-process launcher",
     )
     @argument("-j", "--jobs", metavar="N", type=int, help="parallel jobs (with --launcher joblib/submitit)")
     @argument(
@@ -209,32 +212,34 @@ class MushinMagics(Magics):
 
         view = shown = None
         if not args.no_view:
-            from IPython.display import display
-
             from .view import BlockingDisplay, LiveView
 
-            view = LiveView(run, metric=args.plot, show_cancel=args.background, title=type(wf).__name__)
+            title = type(wf).__name__
             if args.background:
-                display(view.panel())  # the kernel is free: Panel's comm carries the updates
+                from IPython.display import display
+
+                # the kernel is free: Panel's comm carries the updates (made on the
+                # kernel's main thread, see view.py)
+                view = LiveView(run, metric=args.plot, show_cancel=True, title=title)
+                display(view.panel())
             else:
-                shown = BlockingDisplay(view)
+                # the cell blocks: plain HTML/PNG display updates, then the live view
+                shown = BlockingDisplay(run, metric=args.plot, title=title)
         bind(run.dataset)
 
         if args.background:
             self._background(run, view, bind, save, args.overwrite)
             return None
         try:
-            wf._wait_blocking(run, progress=view is None)
+            wf._wait_blocking(run, progress=args.no_view)
         finally:
-            if view is not None:
-                view.join(10)
             if shown is not None:
                 shown.finish()
             ds = run.dataset
             bind(ds)
             if save and run.done:
                 self._save(ds, save, args.overwrite)
-        if view is None:
+        if args.no_view:
             s = run.status
             print(
                 f"{type(wf).__name__}: {s['done']} of {s['total']} jobs done in {run.sweep_dir}",

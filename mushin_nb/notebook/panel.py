@@ -36,25 +36,52 @@ import param
 from . import _deps
 from ._params import TaskParam, coerce, format_values, parse_values, task_params
 
-__all__ = ["sweep_panel", "SweepPanel", "ValuePicker", "installed_launchers"]
+__all__ = ["sweep_panel", "SweepPanel", "ValuePicker", "installed_launchers", "launcher_label"]
 
 
 # --------------------------------------------------------------------------- helpers
 
 
+DEFAULT_LAUNCHER = "mushin_nb"
+"""The launcher a sweep uses when none is chosen (``launcher=None``): mushin-nb's
+in-process launcher (Hydra's ``BasicLauncher`` semantics, composing once)."""
+
+_LABELS = {DEFAULT_LAUNCHER: "in-process (default)", "basic": "basic (Hydra's own)"}
+# registered under hydra/launcher but not names to pick: what launcher="joblib" runs
+_INTERNAL = {"mushin_nb_joblib"}
+_ALIASES = {
+    None: DEFAULT_LAUNCHER,
+    "": DEFAULT_LAUNCHER,
+    "fast": DEFAULT_LAUNCHER,
+    "mushin_nb_joblib": "joblib",
+}
+_SERIAL = (DEFAULT_LAUNCHER, "basic")
+
+
 def installed_launchers() -> list[str]:
-    """Hydra launchers usable here: ``basic`` plus the installed plugins
-    (``submitit_slurm`` only where ``sbatch`` exists)."""
+    """The ``launcher=`` names usable here: ``mushin_nb`` (the default, in-process)
+    first, ``basic`` (Hydra's own), then the installed plugins (``joblib``,
+    ``submitit_local``, ...; ``submitit_slurm`` only where ``sbatch`` exists)."""
     from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
     from hydra.plugins.launcher import Launcher
 
+    import hydra_plugins.mushin_nb_plugins.launcher  # noqa: F401  (registers hydra/launcher=mushin_nb)
+
     Plugins.instance().discover(Launcher)  # imports the plugins, which register their configs
-    names = [n.rsplit(".", 1)[0] for n in ConfigStore.instance().list("hydra/launcher")]
-    out = ["basic"] + sorted(n for n in names if n != "basic")
+    names = {n.rsplit(".", 1)[0] for n in ConfigStore.instance().list("hydra/launcher")}
+    if "mushin_nb_joblib" in names:
+        names.add("joblib")
+    others = sorted(n for n in names if n not in _INTERNAL and n not in (DEFAULT_LAUNCHER, "basic"))
+    out = [DEFAULT_LAUNCHER, "basic"] + others
     if "submitit_slurm" in out and shutil.which("sbatch") is None:
         out.remove("submitit_slurm")
     return out
+
+
+def launcher_label(name: str) -> str:
+    """What the panel's launcher menu shows for a launcher name."""
+    return _LABELS.get(name, name)
 
 
 def make_workflow(obj: Any) -> Any:
@@ -285,7 +312,11 @@ class SweepPanel(param.Parameterized):
     ``view`` (its :class:`~mushin_nb.notebook.view.LiveView`).
     """
 
-    launcher = param.Selector(default="basic", objects=["basic"], doc="Hydra launcher (installed ones).")
+    launcher = param.Selector(
+        default=DEFAULT_LAUNCHER,
+        objects=[DEFAULT_LAUNCHER],
+        doc="Hydra launcher (installed ones; mushin_nb = in-process, the default).",
+    )
     working_dir = param.String(default="", doc="Sweep directory ('' = a new one under ./multirun).")
     resume = param.Boolean(default=False, doc="Reuse results already in the working directory.")
     on_error = param.Selector(default="collect", objects=["collect", "stop", "ignore"])
@@ -319,10 +350,10 @@ class SweepPanel(param.Parameterized):
                 f"it accepts: {accepted_text(params)}"
             )
         super().__init__()
-        self.param.launcher.objects = installed_launchers()
+        self.param.launcher.objects = {launcher_label(n): n for n in installed_launchers()}
         for k, v in panel_opts.items():
-            if k == "launcher" and v is None:
-                v = "basic"
+            if k == "launcher":
+                v = _ALIASES.get(v, v)
             setattr(self, k, v if k != "working_dir" else str(v or ""))
         pn = _deps.pn()
         self.pickers: dict[str, ValuePicker] = {}
@@ -385,7 +416,7 @@ class SweepPanel(param.Parameterized):
             )
         if self.resume and not self.working_dir.strip():
             reasons.append("resume needs a working directory: fill in the directory of the sweep to resume")
-        if self.workers not in (None, 1) and self.launcher == "basic":
+        if self.workers not in (None, 1) and self.launcher in _SERIAL:
             reasons.append(
                 f"{self.workers} parallel jobs need a parallel launcher: choose joblib (or set workers to 1)"
             )
@@ -408,10 +439,10 @@ class SweepPanel(param.Parameterized):
                 raise ValueError(p.error or f"{name}: pick at least one value")
             kw[name] = p.value_for_run()
         kw["working_dir"] = self.working_dir.strip() or None
-        kw["launcher"] = None if self.launcher == "basic" else self.launcher
+        kw["launcher"] = None if self.launcher == DEFAULT_LAUNCHER else self.launcher
         kw["resume"] = self.resume
         kw["on_error"] = self.on_error
-        if self.workers is not None and self.launcher != "basic":
+        if self.workers is not None and self.launcher not in _SERIAL:
             kw["jobs"] = self.workers
         return kw
 
@@ -474,7 +505,10 @@ class SweepPanel(param.Parameterized):
         run = self.run
         if run is None:
             return
-        s = run.status
+        view = self.view
+        # the counts the view has just drawn (the same as its badges), else the latest
+        drawn = view._last_status if view is not None and view.run is run else None
+        s = drawn or run.status
         finished = s["done"] + s["failed"] + s["cancelled"]
         self.progress.max = max(s["total"], 1)
         self.progress.value = min(finished, s["total"])
@@ -573,7 +607,7 @@ class SweepPanel(param.Parameterized):
         pn = _deps.pn()
         params_box = pn.Column(*[p.panel() for p in self.pickers.values()])
         opts = pn.Row(
-            pn.widgets.Select.from_param(self.param.launcher, width=150),
+            pn.widgets.Select.from_param(self.param.launcher, width=180),
             pn.widgets.TextInput.from_param(
                 self.param.working_dir, **_deps.label("working directory"), width=280
             ),

@@ -1,33 +1,56 @@
 """The live view of a sweep: an hvplot of the live Dataset, redrawn as jobs finish.
 
-``run.view()`` is ``LiveView(run).panel()``; the ``%%mushin_sweep`` magic and the
-panel use it too.
+``run.view()`` is ``LiveView(run).panel()``; the panel and ``%%mushin_sweep
+--background`` use it too. A ``%%mushin_sweep`` cell that blocks shows a
+:class:`BlockingDisplay` instead, then the live view when the run ends.
 
 Rendering
 ---------
 - **JupyterLab 4 and Notebook 7**: works with ``pip install panel`` (its
   ``pyviz_comms`` lab extension comes along). Resources are inlined
-  (``pn.extension(inline=True)``, run before ``import hvplot.xarray``), so plots
-  render with no internet.
+  (``pn.extension(inline=True)``, see :mod:`._deps`), so plots render with no
+  internet.
 - **VS Code**: install ``jupyter_bokeh`` (and ``ipywidgets``) in the kernel's
   environment; Panel then talks to the page through ipywidgets comms
   (``pn.extension(comms="vscode")`` is picked automatically).
-- **While a cell blocks** (the magic's default), the kernel cannot read messages
-  from the page (so widgets of the view do nothing until the cell ends), but
-  messages from the kernel still go out: the view redraws itself from a timer
-  thread, and each ``pane.object = ...`` is pushed to the page.
+- **While a cell blocks** (the magic's default), the kernel reads no message from
+  the page, and a Panel/bokeh output cannot be re-rendered in place
+  (``update_display_data`` of a bokeh bundle breaks the pyviz renderer). So
+  :class:`BlockingDisplay` sends plain MIME updates that every frontend redraws
+  in place: ``text/html`` (status badges, the Dataset's HTML repr) and an
+  ``image/png`` drawn with matplotlib (Agg) from the live Dataset. When the run
+  ends, the interactive view is shown as a new output.
 
-Throttling: job events only mark the view dirty; a timer thread redraws at most
-once per ``interval`` seconds (and once more when the run ends), however fast jobs
-finish. ``interval=None`` starts no thread: call :meth:`LiveView.tick` yourself.
+Threads
+-------
+Job events only mark the view dirty; a timer thread decides at most once per
+``interval`` seconds (and once more when the run ends) that a redraw is due, however
+fast jobs finish. ``interval=None`` starts no thread: call :meth:`LiveView.tick`.
+
+Bokeh models are changed on one thread only, the one that owns them: a redraw
+changes models, so Panel sends messages to the page, and those must not
+interleave with the messages the kernel (or the server) sends itself. The timer
+thread therefore only *schedules* the redraw:
+
+- in a Jupyter kernel, on the kernel's main event loop
+  (``get_ipython().kernel.io_loop.add_callback``), where Panel also handles the
+  page's messages;
+- in a served app (``pn.serve`` / ``mushin-nb serve``), on the session's
+  document (``pn.state.execute(..., schedule=True)``, i.e.
+  ``doc.add_next_tick_callback``, with the document lock);
+- elsewhere (a script, tests), it redraws itself.
 """
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import html
+import io
 import math
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +59,7 @@ import param
 
 from . import _deps
 
-__all__ = ["LiveView", "BlockingDisplay", "STATUS_COLORS"]
+__all__ = ["LiveView", "BlockingDisplay", "STATUS_COLORS", "render_png", "MainThread"]
 
 STATUS_ORDER = ("pending", "running", "done", "failed", "cancelled")
 STATUS_COLORS = {
@@ -76,6 +99,80 @@ def status_counts_html(status: dict[str, int]) -> str:
                 f'border-radius:4px;padding:1px 6px;margin-right:4px">{n} {s}</span>'
             )
     return f"<div>{''.join(parts)} of {status.get('total', 0)}</div>"
+
+
+class MainThread:
+    """Runs callbacks on the thread that owns the bokeh models, from any thread.
+
+    Captured where the view is created: a served session's document if there is
+    one; else the event loop running in the creating thread (in a kernel: the
+    main shell's loop for a view made by a cell, or the subshell's loop for a view
+    made by a widget callback: JupyterLab >= 4.4 sends comm messages to a kernel
+    subshell, which handles them on its own thread); else the kernel's main loop;
+    else nothing (callbacks then run at once: scripts, tests without a kernel).
+    :meth:`adopt` moves to the thread that handles the page's messages when one of
+    them reaches the view from another thread.
+    """
+
+    def __init__(self) -> None:
+        self.doc: Any = None
+        self.loop: Any = None  # an asyncio loop (call_soon_threadsafe)
+        self.thread: threading.Thread | None = None
+        try:
+            from panel.io.state import state
+
+            doc = state.curdoc
+            if doc is not None and doc.session_context is not None:
+                self.doc = doc
+                self.thread = threading.current_thread()
+                return
+        except Exception:  # pragma: no cover
+            pass
+        ip = _deps._ipython()
+        kernel = getattr(ip, "kernel", None) if ip is not None else None
+        if kernel is None:
+            return  # no kernel, no server: nothing to hand over to
+        if not self.adopt():
+            io_loop = getattr(kernel, "io_loop", None)
+            if io_loop is not None:
+                self.loop = io_loop.asyncio_loop
+                self.thread = threading.main_thread()
+
+    def adopt(self) -> bool:
+        """Own the calling thread if an event loop runs in it (and no served
+        document is the owner); returns whether it does now."""
+        if self.doc is not None:
+            return False
+        import asyncio
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self.loop, self.thread = loop, threading.current_thread()
+        return True
+
+    @property
+    def deferred(self) -> bool:
+        """Whether :meth:`call` schedules (True) or runs at once (False)."""
+        return self.doc is not None or self.loop is not None
+
+    def here(self) -> bool:
+        """Whether the calling thread is the one that owns the models."""
+        return self.thread is None or threading.current_thread() is self.thread
+
+    def call(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn()`` on the owning thread: scheduled from another thread (in
+        this thread's context, so outputs go to the cell that started it)."""
+        if self.doc is not None:
+            from panel.io.state import set_curdoc, state
+
+            with set_curdoc(self.doc):
+                state.execute(fn, schedule=True)  # doc.add_next_tick_callback, locked
+        elif self.loop is not None:
+            self.loop.call_soon_threadsafe(fn)
+        else:
+            fn()
 
 
 class LiveView(param.Parameterized):
@@ -135,6 +232,17 @@ class LiveView(param.Parameterized):
         self._panel: Any = None
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._main = MainThread()
+        self._pipes: Any = None  # the streams feeding the panes' DynamicMaps
+        self._plot_key: Any = None
+        self.plot_element: Any = None  # the HoloViews element shown now
+        self.status_element: Any = None
+        self._drawn_at = 0.0  # when the last redraw ended (time.monotonic())
+        self._draw_cost = 0.0  # how long it took
+        self._queued = False  # a redraw is scheduled on the owning thread, not run yet
+        self._queued_force = False
+        self._idle = threading.Event()  # no scheduled redraw is waiting
+        self._idle.set()
         self.events = 0
         self.error: str | None = None
 
@@ -209,11 +317,51 @@ class LiveView(param.Parameterized):
         while not self._stop.is_set():
             finished = run.join(self.interval)
             try:
-                self.tick(force=finished)
+                self._request(force=finished)
             except Exception as e:  # never let the timer thread die silently
                 self.error = f"{type(e).__name__}: {e}"
             if finished:
                 break
+
+    def _due(self) -> bool:
+        return self._dirty.is_set() or (self.run is not None and self.run.status != self._last_status)
+
+    def _request(self, force: bool = False) -> None:
+        """From the timer thread: have the owning thread redraw if one is due (see
+        the module's docstring); at most one scheduled redraw waits at a time."""
+        if not self._main.deferred:
+            self.tick(force=force)
+            return
+        with self._lock:
+            if self._queued:  # the one waiting will see the latest state
+                self._queued_force = self._queued_force or force
+                return
+            if not (force or self._due()):
+                return
+            # the owning thread also serves the page (and the notebook's cells): keep
+            # it mostly free when redraws are slow (a slow machine, a big grid)
+            if not force and time.monotonic() - self._drawn_at < max(self.interval or 0, 2 * self._draw_cost):
+                return
+            self._queued, self._queued_force = True, force
+            self._idle.clear()
+        try:
+            self._main.call(self._run_queued)
+        except BaseException:
+            with self._lock:
+                self._queued = False
+                self._idle.set()
+            raise
+
+    def _run_queued(self) -> None:
+        with self._lock:
+            force, self._queued, self._queued_force = self._queued_force, False, False
+        try:
+            if not self._stop.is_set():
+                self.tick(force=force)
+        except Exception as e:
+            self.error = f"{type(e).__name__}: {e}"
+        finally:
+            self._idle.set()
 
     def tick(self, force: bool = False) -> bool:
         """Redraw if a job finished or a cell changed state since the last draw
@@ -227,22 +375,30 @@ class LiveView(param.Parameterized):
         return True
 
     def join(self, timeout: float | None = 30) -> None:
-        """Wait for the timer thread's last redraw after the run ended."""
+        """Wait for the timer thread's last redraw after the run ended (when the
+        redraw is scheduled on the owning thread and this is another thread, wait
+        for it to run too; the owning thread itself cannot wait for it)."""
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._main.deferred and not self._main.here():
+            self._idle.wait(timeout)
 
     def close(self) -> None:
         """Stop redrawing (unsubscribe, end the timer thread)."""
         self._stop.set()
+        self._idle.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
 
     def add_listener(self, fn: Callable[[Any], Any]) -> None:
-        """Call ``fn(dataset)`` after every redraw (from the redrawing thread)."""
+        """Call ``fn(dataset)`` after every redraw (on the thread that owns the
+        models: Panel widgets may be changed there)."""
         self._listeners.append(fn)
 
     def _on_control(self, *events: Any) -> None:
+        if not self._main.here():  # a message from the page, handled on another thread
+            self._main.adopt()
         if not self._in_redraw:
             self._redraw()
 
@@ -264,8 +420,13 @@ class LiveView(param.Parameterized):
             w = pn.widgets.Select(**_deps.label(d), options=opts, value=next(iter(opts.values())), width=120)
             w.param.watch(self._on_control, "value")
             self._sel[d] = w
-        self._plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=320)
-        self._status_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", height=170)
+        # linked_axes=False: each redraw replaces both plots; Panel's axis linking would
+        # make the new figure of one share a range with the figure of the other that
+        # the next replacement removes (the page then meets references it dropped)
+        self._plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=320, linked_axes=False)
+        self._status_plot = pn.pane.HoloViews(
+            None, sizing_mode="stretch_width", height=170, linked_axes=False
+        )
         self._repr = pn.pane.HTML("", sizing_mode="stretch_width", min_width=320)
         self._message = pn.pane.Alert("", alert_type="warning", visible=False)
         controls = pn.Row(self._metric_w, self._x_w, self._kind_w, *self._sel.values())
@@ -290,24 +451,6 @@ class LiveView(param.Parameterized):
     def __panel__(self) -> Any:
         return self._panel
 
-    def snapshot(self) -> Any:
-        """A new, static layout of what the view shows now (for display updates
-        while the kernel is busy: see :class:`BlockingDisplay`)."""
-        pn = _deps.pn()
-        with self._lock:
-            return pn.Column(
-                pn.Row(pn.pane.HTML(self._summary.object, margin=(5, 10))),
-                pn.Row(
-                    pn.Column(
-                        pn.pane.HoloViews(self._plot.object, sizing_mode="stretch_width", min_height=320),
-                        pn.pane.HoloViews(self._status_plot.object, sizing_mode="stretch_width", height=170),
-                        sizing_mode="stretch_width",
-                    ),
-                    pn.pane.HTML(self._repr.object, sizing_mode="stretch_width", min_width=320),
-                ),
-                sizing_mode="stretch_width",
-            )
-
     def cancel(self) -> None:
         if self.run is not None:
             self.run.cancel()
@@ -316,6 +459,7 @@ class LiveView(param.Parameterized):
 
     # ------------------------------------------------------------ drawing
     def _redraw(self) -> None:
+        t0 = time.monotonic()
         with self._lock:
             self._dirty.clear()
             ds = self.dataset()
@@ -336,8 +480,7 @@ class LiveView(param.Parameterized):
                 self._x_w.visible = len(self.swept) > 1
                 self._kind_w.visible = len(self.swept) > 1 and not self._is_array_metric(ds)
                 try:
-                    self._plot.object = self.make_plot(ds)
-                    self._status_plot.object = self.make_status_plot(ds)
+                    self._show_plots(ds)
                     self._message.visible = False
                 except Exception as e:  # a bad plot must not stop the view
                     self.error = f"{type(e).__name__}: {e}"
@@ -347,11 +490,42 @@ class LiveView(param.Parameterized):
             finally:
                 self._in_redraw = False
             self.redraws += 1
+            self._drawn_at = time.monotonic()
+            self._draw_cost = self._drawn_at - t0
         for fn in list(self._listeners):
             try:
                 fn(ds)
             except Exception as e:
                 self.error = f"{type(e).__name__}: {e}"
+
+    def _show_plots(self, ds: Any) -> None:
+        """Put the plots of ``ds`` in the panes. While their structure stays (the
+        same metric, axes, selection, element types), the new elements go through
+        a stream into the DynamicMaps the panes hold: HoloViews then updates the
+        data of the bokeh figures already on the page (cheap; no model is replaced).
+        Otherwise (a control changed, the first result arrived) new DynamicMaps."""
+        elem = self.make_plot(ds)
+        status = self.make_status_plot(ds)
+        key = (
+            self.metric,
+            self.x,
+            self._second_dim(),
+            self.kind,
+            tuple(repr(w.value) for w in self._sel.values()),
+            id(self.reference),
+            _structure(elem),
+            _structure(status),
+        )
+        if key == self._plot_key and self._pipes is not None:
+            self._pipes[0].send(elem)
+            self._pipes[1].send(status)
+        else:
+            hv = _deps.hv()
+            pipes = (hv.streams.Pipe(data=elem), hv.streams.Pipe(data=status))
+            self._pipes, self._plot_key = pipes, key
+            self._plot.object = hv.DynamicMap(_same, streams=[pipes[0]]).opts(framewise=True)
+            self._status_plot.object = hv.DynamicMap(_same, streams=[pipes[1]])
+        self.plot_element, self.status_element = elem, status
 
     def _second_dim(self) -> str | None:
         for d in self.swept:
@@ -447,6 +621,16 @@ class LiveView(param.Parameterized):
         )
 
 
+def _same(data: Any) -> Any:
+    return data
+
+
+def _structure(elem: Any) -> tuple[Any, ...]:
+    """What must not change for an element to replace another in a DynamicMap."""
+    keys = tuple(elem.keys()) if hasattr(elem, "keys") and callable(elem.keys) else ()
+    return (type(elem).__name__, keys)
+
+
 def _static_status(ds: Any) -> dict[str, int]:
     out = {s: 0 for s in STATUS_ORDER}
     if "status" in ds:
@@ -461,60 +645,355 @@ def _static_status(ds: Any) -> dict[str, int]:
     return out
 
 
-def _quiet() -> Any:
-    """No console-output area per render (Panel adds an empty output each time)."""
-    pn = _deps.pn()
-    return pn.config.set(console_output="disable")
+# --------------------------------------------------------------------------- static rendering
+
+# how a cell that has no result (yet) is marked on the static plot
+STATUS_HATCH = {"pending": "///", "running": "...", "failed": "xx", "cancelled": "\\\\\\"}
+STATUS_ALPHA = {"pending": 0.35, "running": 0.25, "failed": 0.45, "cancelled": 0.45}
 
 
-def _dispose(layout: Any) -> None:
-    """Forget every rendered copy of ``layout`` (its bokeh models and comms)."""
-    from panel.io.state import state
+def _cell_style(state: str, extra_alpha: float = 0.0) -> dict[str, Any]:
+    """A marked cell: a translucent face, a solid hatch (``alpha=`` would fade both)."""
+    from matplotlib.colors import to_rgba
 
-    for ref in list(getattr(layout, "_models", {})):
-        root = layout._models[ref][0]
-        layout._cleanup(root)
-        state._views.pop(ref, None)
+    return dict(
+        facecolor=to_rgba(STATUS_COLORS[state], min(STATUS_ALPHA[state] + extra_alpha, 1.0)),
+        edgecolor=_HATCH_COLORS.get(state, STATUS_COLORS[state]),
+        hatch=STATUS_HATCH[state],
+    )
+
+
+_HATCH_COLORS = {"pending": "#7a7a7a", "running": "#1d4ed8"}
+
+
+def _metric_names(ds: Any) -> list[str]:
+    return [str(v) for v in ds.data_vars if v != "status" and ds[v].dtype.kind in "iufb"]
+
+
+def _edges(values: Any, log: bool) -> np.ndarray:
+    """Cell edges around each value (midpoints; in log space for a log axis)."""
+    v = np.log10(np.asarray(values, dtype=float)) if log else np.asarray(values, dtype=float)
+    if v.size == 1:
+        e = np.array([v[0] - 0.5, v[0] + 0.5])
+    else:
+        mid = (v[1:] + v[:-1]) / 2
+        e = np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+    return 10**e if log else e
+
+
+def _ticks(ax: Any, axis: str, labels: list[Any]) -> None:
+    n = len(labels)
+    step = max(1, math.ceil(n / 12))
+    pos = list(range(0, n, step))
+    text = [str(labels[i]) for i in pos]
+    if axis == "x":
+        ax.set_xticks(pos, text, rotation=30 if max((len(t) for t in text), default=0) > 6 else 0)
+    else:
+        ax.set_yticks(pos, text)
+
+
+def _legend(ax: Any, states: set[str], extra: list[Any] | None = None) -> None:
+    from matplotlib.patches import Patch
+
+    handles = list(extra or [])
+    for s in STATUS_ORDER:
+        if s in states and s != "done":
+            handles.append(Patch(**_cell_style(s, 0.15), label=s))
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+
+
+def render_png(
+    ds: Any,
+    metric: str | None = None,
+    x: str | None = None,
+    title: str | None = None,
+    dpi: int = 80,
+) -> bytes:
+    """A PNG of the live Dataset, drawn with matplotlib (Agg, no pyplot figure):
+    a line with markers over one swept parameter, a heatmap over two (the others
+    at their first value). Cells without a result are marked in their colour:
+    pending grey hatched, running blue dotted, failed red crossed, cancelled
+    orange hatched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    swept = LiveView._swept_dims(ds)
+    names = _metric_names(ds)
+    metric = metric if metric in names else (names[0] if names else None)
+    x = x if x in swept else (swept[0] if swept else None)
+    y = next((d for d in swept if d != x), None)
+    others = {d: 0 for d in swept if d not in (x, y)}
+    status = ds["status"] if "status" in ds else None
+    fig = Figure(figsize=(8.0, 3.4), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    where = ", ".join(f"{d}={ds[d].values[0]!r}" for d in others)
+    head = " - ".join(t for t in (title, metric or "waiting for the first result") if t)
+    if where:
+        head += f" (at {where})"
+    ax.set_title(head, fontsize=10, loc="left")
+    states: set[str] = set()
+    done_marker = [Line2D([], [], color="C0", marker="o", label="done")]
+
+    if not swept:  # one job
+        if metric is not None and np.isfinite(float(np.asarray(ds[metric].values).ravel()[0])):
+            ax.bar([metric], [float(np.asarray(ds[metric].values).ravel()[0])], color="C0")
+        else:
+            ax.text(0.5, 0.5, "waiting for the result", ha="center", va="center", transform=ax.transAxes)
+    elif metric is not None and len(ds[metric].dims) > len(swept):  # an array per job
+        da = ds[metric].isel(others)
+        if y is not None:
+            da = da.isel({y: 0})
+        own = [d for d in da.dims if d != x]
+        if len(own) > 1:
+            da = da.isel({d: 0 for d in own[1:]})
+        st = status.isel(others) if status is not None else None
+        if st is not None and y is not None:
+            st = st.isel({y: 0})
+        hue_vals = ds[x].values.tolist()
+        for i, xv in enumerate(hue_vals):
+            line = da.isel({x: i})
+            s = str(st.values[i]) if st is not None else "done"
+            if np.isfinite(np.asarray(line.values, dtype=float)).any():
+                ax.plot(da[own[0]].values, line.values, marker=".", label=f"{x}={xv}")
+            elif s != "done":
+                states.add(s)
+        ax.set_xlabel(own[0])
+        ax.set_ylabel(metric)
+        handles, _ = ax.get_legend_handles_labels()
+        if len(handles) > 12:
+            handles = handles[:12]
+        if states:
+            ax.text(
+                0.01,
+                0.02,
+                "no line yet: "
+                + ", ".join(
+                    f"{x}={xv} ({st.values[i]})"
+                    for i, xv in enumerate(hue_vals)
+                    if str(st.values[i]) != "done"
+                )[:160],
+                transform=ax.transAxes,
+                fontsize=8,
+                color="#555",
+            )
+        _legend(ax, states, handles)
+    elif y is None:  # one swept parameter: a line with markers
+        xs = ds[x].values
+        numeric = _numeric(xs)
+        log = numeric and _logx(xs)
+        pos = np.asarray(xs, dtype=float) if numeric else np.arange(len(xs), dtype=float)
+        if metric is not None:
+            da = ds[metric].assign_coords({x: pos})
+            if np.isfinite(np.asarray(da.values, dtype=float)).any():
+                da.plot.line(ax=ax, x=x, marker="o", color="C0")
+            ax.set_title("")  # xarray's own title (the scalar coordinates), centred
+            ax.set_title(head, fontsize=10, loc="left")
+            ax.set_ylabel(metric)
+        ax.set_xlabel(x)
+        if log:
+            ax.set_xscale("log")
+        if not numeric:
+            _ticks(ax, "x", xs.tolist())
+        edges = _edges(pos, log)
+        if status is not None:
+            for i, s in enumerate(status.values.tolist()):
+                if s != "done":
+                    states.add(s)
+                    ax.axvspan(edges[i], edges[i + 1], linewidth=0, **_cell_style(s))
+        ax.set_xlim(edges[0], edges[-1])
+        _legend(ax, states, done_marker if metric is not None else None)
+    else:  # two or more: a heatmap over x and y
+        xs, ys = ds[x].values.tolist(), ds[y].values.tolist()
+        if metric is not None:
+            da = ds[metric].isel(others).transpose(y, x)
+            vals = np.asarray(da.values, dtype=float)
+            if np.isfinite(vals).any():
+                pos = da.assign_coords({x: np.arange(len(xs)), y: np.arange(len(ys))})
+                pos.plot.pcolormesh(
+                    ax=ax, x=x, y=y, cmap="viridis", cbar_kwargs={"label": metric, "pad": 0.01}
+                )
+                ax.set_title("")
+                ax.set_title(head, fontsize=10, loc="left")
+        if status is not None:
+            st = status.isel(others).transpose(y, x).values
+            for j in range(len(ys)):
+                for i in range(len(xs)):
+                    s = str(st[j, i])
+                    if s != "done":
+                        states.add(s)
+                        ax.add_patch(
+                            Rectangle((i - 0.5, j - 0.5), 1, 1, linewidth=0.5, **_cell_style(s, 0.15))
+                        )
+        ax.set_xlim(-0.5, len(xs) - 0.5)
+        ax.set_ylim(-0.5, len(ys) - 0.5)
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        _ticks(ax, "x", xs)
+        _ticks(ax, "y", ys)
+        _legend(ax, states)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
 
 
 class BlockingDisplay:
-    """Show a :class:`LiveView` in a cell that blocks until the run ends.
+    """Show a run live in a cell that blocks until the run ends.
 
-    While a cell runs, the kernel reads no message from the page, so a Panel
-    comm that the page opens is not open yet and widget updates would wait. This
-    display sends each redraw as an IPython ``update_display_data`` message
-    instead (kernel -> page only, works in JupyterLab, Notebook 7, VS Code and
-    nbclient): a fresh static snapshot each time. :meth:`finish` puts the live,
-    interactive view in its place once the run has ended.
+    While a cell runs, the kernel reads no message from the page, and a Panel or
+    bokeh output cannot be re-rendered in place by ``update_display_data``. So
+    this display sends plain MIME outputs that every frontend (JupyterLab,
+    Notebook 7, VS Code, nbclient) redraws in place: a ``text/html`` head (status
+    badges with counts), an ``image/png`` plot (:func:`render_png`) and the
+    Dataset's own ``text/html`` repr, each updated under a fixed display id from
+    a timer thread, at most once per ``interval`` seconds (kernel -> page only).
+
+    :meth:`finish` (when the run has ended) clears them and shows the
+    interactive :class:`LiveView` as a *new* output (a fresh renderer), which is
+    interactive once the cell ends.
     """
 
-    def __init__(self, view: LiveView) -> None:
+    def __init__(
+        self,
+        run: Any,
+        metric: str | None = None,
+        title: str | None = None,
+        interval: float | None = 0.25,
+        x: str | None = None,
+    ) -> None:
+        import matplotlib.figure  # noqa: F401  (imported here, in the cell's thread)
         from IPython.display import display
 
-        self.view = view
+        self.run = run
+        self.metric = metric
+        self.title = title
+        self.interval = interval
+        self.x = x
         self.updates = 0
+        self.view: LiveView | None = None
+        self.error: str | None = None
         self._lock = threading.Lock()
-        self.current = view.snapshot()
-        with _quiet():
-            self.handle = display(self.current, display_id=True)
-        view.add_listener(self._update)
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._last_status: dict[str, int] | None = None
+        self._ids = {k: f"mushin-{k}-{uuid.uuid4().hex}" for k in ("head", "plot", "data")}
+        self._unsubscribe = run.subscribe(lambda ev: self._dirty.set())
+        self._thread: threading.Thread | None = None
+        bundles = self._bundles()
+        for key, bundle in bundles.items():
+            display(bundle, raw=True, display_id=self._ids[key])
+        if interval is not None and not run.done:
+            ctx = contextvars.copy_context()  # this cell's context: the updates go to this cell
+            self._thread = threading.Thread(
+                target=ctx.run, args=(self._loop,), name="mushin-blocking-display", daemon=True
+            )
+            self._thread.start()
 
-    def _update(self, ds: Any) -> None:
+    # ------------------------------------------------------------ content
+    def _bundles(self) -> dict[str, dict[str, Any]]:
+        ds = self.run.dataset
+        head = self._head()
+        text = head["text/plain"]
+        try:
+            png = base64.b64encode(render_png(ds, self.metric, self.x, self.title)).decode("ascii")
+            plot = {"image/png": png, "text/plain": f"<plot: {text}>"}
+        except Exception as e:  # a bad plot must not stop the display
+            self.error = f"{type(e).__name__}: {e}"
+            plot = {"text/plain": f"Cannot plot: {self.error}"}
+        return {
+            "head": head,
+            "plot": plot,
+            "data": {"text/html": ds._repr_html_(), "text/plain": repr(ds)},
+        }
+
+    def _head(self, final: bool = False) -> dict[str, str]:
+        """Title, state and status badges (and where the results are, at the end)."""
+        status = self.run.status
+        self._last_status = status
+        state = "finished" if self.run.done else ("stopped" if final else "running")
+        title = f"<b>{html.escape(self.title)}</b>" if self.title else ""
+        where = (
+            f"<span>in <code>{html.escape(str(self.run.sweep_dir))}</code></span>"
+            if final and getattr(self.run, "sweep_dir", None)
+            else ""
+        )
+        finished = status["done"] + status["failed"] + status["cancelled"]
+        return {
+            "text/html": (
+                '<div class="mushin-live" style="display:flex;gap:8px;align-items:center;flex-wrap:wrap">'
+                f"{title}<span>{state}:</span>{status_counts_html(status)}{where}</div>"
+            ),
+            "text/plain": (
+                f"{self.title + ': ' if self.title else ''}{state}: {finished} of {status['total']} jobs "
+                f"finished ({status['done']} done, {status['failed']} failed, {status['cancelled']} cancelled)"
+            ),
+        }
+
+    # ------------------------------------------------------------ updates
+    def _loop(self) -> None:
+        assert self.interval is not None
+        while not self._stop.is_set():
+            finished = self.run.join(self.interval)
+            try:
+                self.tick(force=finished)
+            except Exception as e:  # never let the timer thread die silently
+                self.error = f"{type(e).__name__}: {e}"
+            if finished:
+                break
+
+    def tick(self, force: bool = False) -> bool:
+        """Update the outputs if a job finished or a cell changed state since the
+        last update (or ``force``); returns whether it updated."""
         with self._lock:
-            if self.handle is None:
-                return
-            old, self.current = self.current, self.view.snapshot()
-            with _quiet():
-                self.handle.update(self.current)
+            if self._stop.is_set():
+                return False
+            if not (force or self._dirty.is_set() or self.run.status != self._last_status):
+                return False
+            self._update()
+            return True
+
+    def _update(self) -> None:
+        from IPython.display import update_display
+
+        self._dirty.clear()
+        for key, bundle in self._bundles().items():
+            update_display(bundle, raw=True, display_id=self._ids[key])
+        self.updates += 1
+
+    def finish(self) -> LiveView | None:
+        """Once the run has ended (or the cell is interrupted): the last update,
+        then the interactive :class:`LiveView` as a new output in place of the
+        static ones. Returns the view (None if it could not be built: the static
+        outputs stay)."""
+        from IPython.display import display, update_display
+
+        with self._lock:
+            self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        try:
+            view = LiveView(self.run, metric=self.metric, x=self.x, show_cancel=False, title=self.title)
+            layout = view.panel()
+        except Exception as e:
+            self.error = f"{type(e).__name__}: {e}"
+            with self._lock:
+                self._update()  # the static outputs show the end instead
+            import sys
+
+            print(f"mushin_nb: no interactive view ({self.error}); the plot above is final.", file=sys.stderr)
+            return None
+        with self._lock:
+            head = self._head(final=True)
+            update_display(head, raw=True, display_id=self._ids["head"])
+            for key in ("plot", "data"):  # the interactive view below shows them
+                update_display({"text/plain": ""}, raw=True, display_id=self._ids[key])
             self.updates += 1
-            _dispose(old)
-
-    def finish(self) -> None:
-        """Replace the snapshots by the live view (interactive once the cell ends)."""
-        with self._lock:
-            if self._update in self.view._listeners:
-                self.view._listeners.remove(self._update)
-            if self.handle is not None:
-                self.handle.update(self.view.panel())
-                _dispose(self.current)
-                self.handle = None
+        display(layout)
+        self.view = view
+        return view

@@ -74,6 +74,22 @@ CANVAS_COUNT_JS = """
 }
 """
 
+# Plots under an element: visible canvases (bokeh) plus loaded images (the PNG a
+# blocking %%mushin_sweep cell shows while it runs), shadow roots included.
+PLOT_COUNT_JS = """
+(el) => {
+  let n = 0;
+  const walk = (node) => {
+    if (node.nodeName === 'CANVAS' && node.width > 0 && node.height > 0) n += 1;
+    if (node.nodeName === 'IMG' && node.complete && node.naturalWidth > 0) n += 1;
+    if (node.shadowRoot) walk(node.shadowRoot);
+    for (const c of node.children || []) walk(c);
+  };
+  walk(el);
+  return n;
+}
+"""
+
 STATUS_RE = re.compile(r"((?:\d+ (?:pending|running|done|failed|cancelled) )+)of (\d+)")
 
 
@@ -433,6 +449,26 @@ class Notebook:
             polling=100,
         )
         return self.canvases(i)
+
+    def wait_plot(self, i: int, timeout: float = 30) -> None:
+        """Wait until cell ``i`` shows a plot: a bokeh canvas, or the PNG image a
+        blocking ``%%mushin_sweep`` cell updates while it runs."""
+        self.page.wait_for_function(
+            f"""(i) => ({PLOT_COUNT_JS})(
+                window.jupyterapp.shell.currentWidget.content.widgets[i].outputArea.node) > 0""",
+            arg=i,
+            timeout=timeout * 1000,
+            polling=100,
+        )
+
+    def images(self, i: int) -> int:
+        """Loaded images in cell ``i``'s outputs."""
+        return self.page.evaluate(
+            """(i) => Array.from(window.jupyterapp.shell.currentWidget.content.widgets[i]
+                        .outputArea.node.querySelectorAll('img'))
+                        .filter((im) => im.complete && im.naturalWidth > 0).length""",
+            i,
+        )
 
     def scroll_to(self, i: int) -> None:
         self.page.evaluate(

@@ -50,7 +50,9 @@ def test_magic_sweep_fills_live(page, lab, lab_log, shot, clock):
     assert "READY" in nb.run_print(0, "READY", timeout=90)
 
     nb.run_cell(1)
-    nb.wait_canvas(1, timeout=60)
+    # while the cell blocks, the plot is a PNG updated in place (a bokeh output
+    # cannot be re-rendered by update_display_data); the interactive view follows
+    nb.wait_plot(1, timeout=60)
     shot("plot-appeared")
     seen = _watch_status(nb, 1, lambda s: s["done"] == s["total"], timeout=60, while_running=True)
     shot("all-done")
@@ -124,6 +126,7 @@ def test_panel_values_run_cancel(page, lab, lab_log, shot, clock, artifacts):
     assert "FREE True False" in free, f"the cell's print() did not reach the page; its outputs: {free!r}"
     seen += _watch_status(nb, 1, lambda s: s["done"] >= 3, timeout=30)
     run_btn.evaluate("(el) => el.scrollIntoView({block: 'start'})")
+    page.mouse.move(5, 400)  # no hover tooltip in the screenshot (it becomes docs/images/panel.png)
     live = shot("panel-running")
     out.get_by_role("button", name="Cancel", exact=True).click()
     # the next cell runs at once: the Cancel click returned and the kernel is idle
@@ -184,7 +187,7 @@ def test_interrupt_blocking_magic_keeps_finished(page, lab, lab_log, shot, clock
     nb = Notebook(page, lab, "interrupt.ipynb")
     assert "READY" in nb.run_print(0, "READY", timeout=90)
     nb.run_cell(1)
-    nb.wait_canvas(1, timeout=60)
+    nb.wait_plot(1, timeout=60)
     # wait for two finished jobs in the sweep's index (what the page shows is tested elsewhere)
     sweep_dir = lab.root / "interrupt_sweep"
     deadline = time.monotonic() + 60
