@@ -54,7 +54,6 @@ def build_dataset(
     include_working_subdirs_as_data_var: bool = False,
     coord_from_metrics: str | None = None,
     non_multirun_params_as_singleton_dims: bool = False,
-    workflow: str = "",
 ) -> xr.Dataset:
     """Place each job's metrics at the grid cell of its parameter values.
 

@@ -966,7 +966,6 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
             include_working_subdirs_as_data_var=include_working_subdirs_as_data_var,
             coord_from_metrics=coord_from_metrics,
             non_multirun_params_as_singleton_dims=non_multirun_params_as_singleton_dims,
-            workflow=type(self).__name__,
         )
         if self._JOBDIR_NAME in ds.dims:
             for k, vals in self.target_dir_multirun_overrides.items():

@@ -132,12 +132,6 @@ def accepted_text(params: Sequence[TaskParam], var_kw: bool = False) -> str:
 # --------------------------------------------------------------------------- values
 
 
-def _parser():
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    return OverridesParser.create()
-
-
 def parse_values(text: str, *, name: str = "value") -> list[Any]:
     """Values typed in Hydra's override grammar -> a list of Python values.
 
@@ -155,7 +149,7 @@ def parse_values(text: str, *, name: str = "value") -> list[Any]:
     >>> parse_values("")
     []
     """
-    from hydra.core.override_parser.types import QuotedString
+    from .._sweep import _parser, _unquote
 
     text = text.strip()
     if not text:
@@ -169,23 +163,14 @@ def parse_values(text: str, *, name: str = "value") -> list[Any]:
             "e.g. 0.01, 0.1, 1 or range(0, 10, 2); quote a string that holds a comma."
         ) from None
 
-    def unq(v: Any) -> Any:
-        if isinstance(v, QuotedString):
-            return v.text
-        if isinstance(v, list):
-            return [unq(x) for x in v]
-        if isinstance(v, dict):
-            return {k: unq(x) for k, x in v.items()}
-        return v
-
     if o.is_sweep_override():
         if not o.is_discrete_sweep():
             raise ValueError(
                 f"{name}: {text!r} is an interval, which has no list of values; give a list "
                 "or range(start, stop, step)."
             )
-        return [unq(v) for v in o.sweep_iterator()]
-    return [unq(o.value())]
+        return [_unquote(v) for v in o.sweep_iterator()]
+    return [_unquote(o.value())]
 
 
 def coerce(value: Any, p: TaskParam) -> Any:
