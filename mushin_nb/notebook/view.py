@@ -570,6 +570,9 @@ class LiveView(param.Parameterized):
             return plot if ref is None else ref * plot
         y = self._second_dim()
         da = da.sel(self._selection(ds, {x, y}))
+        # categorical axes: one equal-sized cell per swept value (0.01, 0.1, 1 are
+        # three cells, not a log-spaced strip), labelled with the value
+        da = da.assign_coords({d: [str(v) for v in da[d].values] for d in (x, y)})
         return da.hvplot.heatmap(x=x, y=y, C=metric, **common).opts(tools=["hover"])
 
     def _reference_plot(self, metric: str, x: str | None, y: str | None) -> Any:
