@@ -197,7 +197,9 @@ _JSON_ATTRS = "mushin_nb_json_attrs"
 def _needs_json(v: Any) -> bool:
     if isinstance(v, bool) or v is None:
         return True
-    if isinstance(v, (str, int, float, np.integer, np.floating)):
+    if isinstance(v, str):
+        return "\x00" in v  # HDF5 strings cannot hold NUL; JSON escapes it
+    if isinstance(v, (int, float, np.integer, np.floating)):
         return False
     if isinstance(v, np.ndarray) and v.dtype.kind in "iuf":
         return False

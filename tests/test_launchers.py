@@ -197,8 +197,8 @@ def _plain_sweep(tmp: Path, launcher: str, extra: list[str]):
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
-    cs.store(group="opt", name="sgd", node={"lr": 0.1, "kind": "sgd"})
-    cs.store(group="opt", name="adam", node={"lr": 0.001, "kind": "adam"})
+    cs.store(group="plain_opt", name="sgd", node={"lr": 0.1, "kind": "sgd"})
+    cs.store(group="plain_opt", name="adam", node={"lr": 0.001, "kind": "adam"})
     cfg = make_config(a=1, b=dict(c="q"), lst=[1, 2])
     jobs = launch(
         cfg,
@@ -220,7 +220,7 @@ def _plain_sweep(tmp: Path, launcher: str, extra: list[str]):
     "extra",
     [
         ["a=1,2", "+z=x,y"],  # values: the fast path
-        ["+opt=sgd,adam", "a=5,6"],  # config-group choices: Hydra composes each job
+        ["+plain_opt=sgd,adam", "a=5,6"],  # config-group choices: Hydra composes each job
         ["~lst", "a=7,8"],  # deletion: composed
         ["b={c:1},{c:2}"],  # dict values merge: composed
         ["lst=[3,4],[5]", "hydra.launcher.fast=false"],  # fast off

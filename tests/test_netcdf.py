@@ -130,3 +130,9 @@ def test_any_json_attrs_round_trip(attrs, tmp_path_factory):
     back = load_netcdf(d / "a.nc")
     assert back.attrs == attrs
     xr.testing.assert_identical(back, ds)
+
+
+def test_nul_characters_in_attrs_round_trip():
+    ds = xr.Dataset(attrs={"A": "\x00", "B": "a\x00b", "plain": "x"})
+    save_netcdf(ds, "nul.nc")
+    xr.testing.assert_identical(load_netcdf("nul.nc"), ds)

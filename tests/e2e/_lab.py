@@ -275,25 +275,30 @@ class Notebook:
 
     def run_cell(self, i: int) -> None:
         """Execute cell ``i`` (as the Run button does), without waiting for it."""
-        self.page.evaluate(
+        before = self.page.evaluate(
             """(i) => {
                 const app = window.jupyterapp;
                 const nb = app.shell.currentWidget.content;
+                const before = nb.widgets[i].model.executionCount;
                 nb.activeCellIndex = i;
                 nb.deselectAll();
                 app.commands.execute('notebook:run-cell');
+                return before;
             }""",
             i,
         )
-        self.wait_started(i)
+        self.wait_started(i, before)
 
-    def wait_started(self, i: int, timeout: float = 10) -> None:
+    def wait_started(self, i: int, before: int | None = None, timeout: float = 30) -> None:
+        """Wait until cell ``i`` runs, or has already run (a fast cell may finish
+        between two polls: its execution count then differs from ``before``)."""
         self.page.wait_for_function(
-            """(i) => {
+            """([i, before]) => {
                 const c = window.jupyterapp.shell.currentWidget.content.widgets[i];
-                return c.model.executionCount === null || /\\*/.test(c.promptNode.textContent);
+                const n = c.model.executionCount;
+                return n === null || /\\*/.test(c.promptNode.textContent) || (n !== before && before !== null);
             }""",
-            arg=i,
+            arg=[i, before],
             timeout=timeout * 1000,
             polling=50,
         )
