@@ -1,4 +1,4 @@
-"""The notebooks run: notebooks/tutorial.ipynb and notebooks/live_sweeps.ipynb are
+"""The notebooks run: notebooks/tutorial.ipynb, live_sweeps.ipynb and robustness.ipynb are
 executed in a real Jupyter kernel (nbclient), from a copy in a temporary directory so
 that their sweeps and files land there, and their outputs are checked."""
 
@@ -59,7 +59,7 @@ def find(cells, needle: str):
 
 
 def test_notebooks_are_committed_without_outputs():
-    for name in ["tutorial.ipynb", "live_sweeps.ipynb"]:
+    for name in ["tutorial.ipynb", "live_sweeps.ipynb", "robustness.ipynb"]:
         nb = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
         for cell in nb["cells"]:
             if cell["cell_type"] == "code":
@@ -102,3 +102,17 @@ def test_live_sweeps_notebook(tmp_path, monkeypatch):
     )
     assert "2 failures" in text(find(cells, 'on_error="ignore"'))
     assert "ValueError: x=2 is broken" in text(find(cells, "run.failures[0].traceback"))
+
+
+@pytest.mark.slow
+def test_robustness_notebook(tmp_path, monkeypatch):
+    cells = execute("robustness.ipynb", tmp_path, monkeypatch)
+    assert "new cells run: 6" in text(find(cells, "p.refine_button.clicks += 1"))
+    lost = text(find(cells, "accuracy lost between"))
+    assert "'linear'" in lost and "'mlp'" in lost
+    # plots were rendered (bokeh/holoviews bundles), not blank
+    assert any(
+        "application/vnd.holoviews_load.v0+json" in o.get("data", {}) or "text/html" in o.get("data", {})
+        for c in cells
+        for o in c.outputs
+    )
