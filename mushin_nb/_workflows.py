@@ -600,7 +600,10 @@ def _jobs_overrides(launcher: str | None, n: int) -> list[str]:
                 "'submitit_local' / 'submitit_slurm'."
             )
         return []
-    return []
+    raise ValueError(
+        f"jobs={n} is not understood by launcher={launcher!r}; set its parallelism with its own "
+        "Hydra settings in overrides=[...] (see docs/scaling.md), or use launcher='joblib'."
+    )
 
 
 def manifest_results(

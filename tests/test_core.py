@@ -394,3 +394,10 @@ def test_single_value_multirun_is_a_dimension():
     wf.run(x=multirun([5]), y=2, working_dir="d", progress=False)
     ds = wf.to_xarray()
     assert dict(ds.sizes) == {"x": 1} and ds["xy"].values.tolist() == [52] and ds.attrs == {"y": 2}
+
+
+def test_jobs_with_a_launcher_that_has_no_worker_count_is_an_error():
+    with pytest.raises(ValueError, match="jobs=3"):
+        Grid().run(x=multirun([1]), y=1, jobs=3)
+    with pytest.raises(ValueError, match="jobs=2 is not understood by launcher='ray'"):
+        Grid().run(x=multirun([1]), y=1, jobs=2, launcher="ray")
