@@ -8,52 +8,32 @@ import xarray as xr
 from mushin_nb import load_netcdf
 
 
-def test_demo_writes_netcdf_and_prints_means(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "mushin_nb.cli", "demo", "--out", str(tmp_path / "demo"), "--no-progress"],
+def cli(*args, cwd=None):
+    """Run ``mushin-nb ARGS`` in a fresh process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "mushin_nb.cli", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=600,
-        cwd=tmp_path,
+        cwd=cwd,
     )
+
+
+def test_demo_writes_netcdf_and_prints_means(tmp_path):
+    out = cli("demo", "--out", tmp_path / "demo", "--no-progress", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "mean accuracy per learning rate" in out.stdout
     assert "lr=0.01" in out.stdout and "lr=1 " in out.stdout
     ds = load_netcdf(tmp_path / "demo" / "lr_sweep.nc")
     assert dict(ds.sizes) == {"lr": 3, "seed": 3} and float(ds["accuracy"].min()) > 0.5
     # export the sweep directory again, with the job directories
-    out2 = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mushin_nb.cli",
-            "export",
-            str(tmp_path / "demo" / "sweep"),
-            str(tmp_path / "e.nc"),
-            "--with-dirs",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out2 = cli("export", tmp_path / "demo" / "sweep", tmp_path / "e.nc", "--with-dirs")
     assert out2.returncode == 0, out2.stderr
     exported = load_netcdf(tmp_path / "e.nc")
     xr.testing.assert_identical(exported.drop_vars("working_subdir"), ds)
     assert exported["working_subdir"].sel(lr=0.1, seed=2).item().startswith(str(tmp_path))
     # an existing file is not replaced without --overwrite
-    out3 = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mushin_nb.cli",
-            "export",
-            str(tmp_path / "demo" / "sweep"),
-            str(tmp_path / "e.nc"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out3 = cli("export", tmp_path / "demo" / "sweep", tmp_path / "e.nc")
     assert out3.returncode != 0 and "overwrite" in out3.stderr
 
 

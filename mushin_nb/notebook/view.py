@@ -71,6 +71,20 @@ STATUS_COLORS = {
 }
 
 
+def _timer_loop(owner: Any, step: Callable[[bool], Any]) -> None:
+    """The redraw timer of a view: every ``owner.interval`` seconds (and once when
+    the run ends) call ``step(finished)``, until ``owner._stop`` is set; an error is
+    kept in ``owner.error`` and never kills the thread."""
+    while not owner._stop.is_set():
+        finished = owner.run.join(owner.interval)
+        try:
+            step(finished)
+        except Exception as e:
+            owner.error = f"{type(e).__name__}: {e}"
+        if finished:
+            break
+
+
 def _is_run(obj: Any) -> bool:
     return hasattr(obj, "subscribe") and hasattr(obj, "spec") and hasattr(obj, "dataset")
 
@@ -312,16 +326,8 @@ class LiveView(param.Parameterized):
         self._dirty.set()
 
     def _loop(self) -> None:
-        run = self.run
-        assert run is not None and self.interval is not None
-        while not self._stop.is_set():
-            finished = run.join(self.interval)
-            try:
-                self._request(force=finished)
-            except Exception as e:  # never let the timer thread die silently
-                self.error = f"{type(e).__name__}: {e}"
-            if finished:
-                break
+        assert self.run is not None and self.interval is not None
+        _timer_loop(self, lambda finished: self._request(force=finished))
 
     def _due(self) -> bool:
         return self._dirty.is_set() or (self.run is not None and self.run.status != self._last_status)
@@ -938,14 +944,7 @@ class BlockingDisplay:
     # ------------------------------------------------------------ updates
     def _loop(self) -> None:
         assert self.interval is not None
-        while not self._stop.is_set():
-            finished = self.run.join(self.interval)
-            try:
-                self.tick(force=finished)
-            except Exception as e:  # never let the timer thread die silently
-                self.error = f"{type(e).__name__}: {e}"
-            if finished:
-                break
+        _timer_loop(self, lambda finished: self.tick(force=finished))
 
     def tick(self, force: bool = False) -> bool:
         """Update the outputs if a job finished or a cell changed state since the
