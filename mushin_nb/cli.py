@@ -1,4 +1,4 @@
-"""``mushin-nb demo | serve | export``."""
+"""``mushin-nb demo | serve | export | check``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,15 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from ._check import main as check_main
+
+    if args.break_lock and not args.repair:
+        print("mushin-nb check: --break-lock only goes with --repair", file=sys.stderr)
+        return 2
+    return check_main(args.sweep_dir, repair=args.repair, break_lock=args.break_lock)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mushin-nb", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -62,6 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--overwrite", action="store_true")
     e.add_argument("--with-dirs", action="store_true", help="add the working_subdir variable")
     e.set_defaults(func=_export)
+    c = sub.add_parser(
+        "check",
+        help="report a sweep directory's health (exit 1 if damaged); --repair rebuilds what can be rebuilt",
+        description="Report a sweep directory's health: runs, cells done/failed/cancelled/damaged/missing, "
+        "damaged files by name, damaged index lines, stale temporary files, the lock holder. Exits 0 if "
+        "healthy, 1 if damaged, 2 if DIR is not a sweep directory.",
+    )
+    c.add_argument("sweep_dir", metavar="DIR", help="the sweep directory (the working_dir= of a run)")
+    c.add_argument(
+        "--repair",
+        action="store_true",
+        help="rebuild the index (from the job directories' result files), the manifest (from the per-run "
+        "copies) and damaged result files (from their index lines); remove stale temporary files",
+    )
+    c.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="with --repair: remove the directory's lock even if its holder looks alive (only when you "
+        "are sure that process is dead; a stale lock is removed without it)",
+    )
+    c.set_defaults(func=_check)
     try:
         from .notebook.serve import add_cli
     except ImportError:  # pragma: no cover - the notebook layer is part of the package
