@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,9 +96,18 @@ def build_dataset(
         return tuple(idx)
 
     def cell_label(r: JobResult) -> str:
-        return ", ".join(f"{p.name}={p.values[i]!r}" for p, i in zip(spec.swept, r.index))
+        return ", ".join(f"{p.name}={p.values[i]!r}" for p, i in zip(spec.swept, r.index)) or "the one job"
 
-    # coordinate taken from a metric (e.g. "epoch")
+    def examples(pairs: list[tuple[JobResult, np.ndarray]], key: Callable[[np.ndarray], Any]) -> str:
+        by_key: dict[Any, str] = {}
+        for r, v in pairs:
+            by_key.setdefault(key(v), cell_label(r))
+        return "; ".join(f"{k} (e.g. at {lab})" for k, lab in by_key.items())
+
+    # what went wrong with which metric: told in one warning per build, never raised
+    notes: list[str] = []
+
+    # coordinate taken from a metric (e.g. "epoch"): the longest one when jobs differ
     extra_coord_values = None
     if coord_from_metrics is not None:
         if coord_from_metrics not in seen:
@@ -109,8 +118,9 @@ def build_dataset(
         for r in done:
             if coord_from_metrics in (r.metrics or {}):
                 v = np.asarray(r.metrics[coord_from_metrics])  # type: ignore[index]
-                extra_coord_values = v if v.ndim <= 1 else v.reshape(-1, v.shape[-1])[0]
-                break
+                v = v if v.ndim <= 1 else v.reshape(-1, v.shape[-1])[0]
+                if extra_coord_values is None or v.size > extra_coord_values.size:
+                    extra_coord_values = v
 
     data_vars: dict[str, Any] = {}
     extra_coords: dict[str, Any] = {}
@@ -118,42 +128,66 @@ def build_dataset(
         if name == coord_from_metrics:
             continue
         pairs = [(r, r.metrics[name]) for r in done if r.metrics and name in r.metrics]  # type: ignore[index]
-        pairs = [(r, v) for r, v in pairs if v is not None]
+        pairs = [(r, np.asarray(v)) for r, v in pairs if v is not None]
         if not pairs:
             continue
-        vals = [np.asarray(v) for _, v in pairs]
-        shapes = {v.shape for v in vals}
-        if len(shapes) > 1:
-            by_shape: dict[tuple, str] = {}
-            for (r, _), v in zip(pairs, vals):
-                by_shape.setdefault(v.shape, cell_label(r))
-            seen_txt = "; ".join(f"{s} (e.g. at {lab})" for s, lab in by_shape.items())
-            raise ValueError(
-                f"The metric {name!r} has different shapes in different jobs: {seen_txt}. "
-                "Every job must return the same shape for a metric (pad or summarise it)."
+        vals = [v for _, v in pairs]
+        kinds = {"text" if v.dtype.kind in "US" else "other" for v in vals}
+        if len(kinds) > 1:
+            notes.append(
+                f"The metric {name!r} is text in some jobs and not in others "
+                f"({examples(pairs, lambda v: v.dtype.name)}); it is left out."
             )
-        (mshape,) = shapes
-        dtype = np.result_type(*vals) if vals[0].dtype.kind not in "US" else np.dtype(str)
-        if dtype.kind in "US":
-            dtype = np.array([str(v) for v in vals]).dtype
-        complete = len(pairs) == int(np.prod(grid_shape))
+            continue
+        if any(v.dtype.kind == "O" for v in vals):
+            notes.append(
+                f"The metric {name!r} holds Python objects "
+                f"({examples(pairs, lambda v: v.dtype.name)}); it is left out."
+            )
+            continue
+        shapes = {v.shape for v in vals}
+        if len({len(s) for s in shapes}) > 1:
+            notes.append(
+                f"The metric {name!r} has a different number of dimensions in different jobs: "
+                f"{examples(pairs, lambda v: v.shape)}; it is left out (return one shape in every job)."
+            )
+            continue
+        mshape = tuple(max(s[n] for s in shapes) for n in range(len(vals[0].shape)))
+        ragged = len(shapes) > 1
+        if ragged:
+            notes.append(
+                f"The metric {name!r} has different shapes in different jobs: "
+                f"{examples(pairs, lambda v: v.shape)}; it is padded to {mshape} with "
+                "NaN ('' for text)."
+            )
+        try:
+            dtype = np.result_type(*vals)
+        except TypeError as e:  # e.g. bytes and str (numpy's DTypePromotionError)
+            notes.append(
+                f"The metric {name!r} has types that do not mix ({e}; "
+                f"{examples(pairs, lambda v: v.dtype.name)}); it is left out."
+            )
+            continue
+        complete = len(pairs) == int(np.prod(grid_shape)) and not ragged
         fill = None
         if not complete:
             dtype, fill = _fill_for(dtype)
-        if dtype is np.dtype(object):
-            raise TypeError(f"The metric {name!r} holds Python objects; return numbers or strings.")
         arr = np.empty(grid_shape + mshape, dtype=dtype)
         if fill is not None:
             arr[...] = fill
-        stacked = np.stack(vals).astype(dtype, copy=False)
-        if grid_dims:
-            idx = np.array([full_index(r) for r, _ in pairs], dtype=np.intp)
-            arr[tuple(idx.T)] = stacked
-        else:  # no swept parameter: one job
-            arr[...] = stacked[-1]
+        if ragged:
+            for r, v in pairs:
+                arr[full_index(r) + tuple(slice(0, n) for n in v.shape)] = v
+        else:
+            stacked = np.stack(vals).astype(dtype, copy=False)
+            if grid_dims:
+                idx = np.array([full_index(r) for r, _ in pairs], dtype=np.intp)
+                arr[tuple(idx.T)] = stacked
+            else:  # no swept parameter: one job
+                arr[...] = stacked[-1]
         extra = []
         for n, size in enumerate(mshape):
-            if n == 0 and extra_coord_values is not None:
+            if n == 0 and extra_coord_values is not None and extra_coord_values.size == size:
                 extra.append(coord_from_metrics)
                 extra_coords.setdefault(coord_from_metrics, extra_coord_values)  # type: ignore[arg-type]
             else:
@@ -162,23 +196,46 @@ def build_dataset(
                 extra_coords.setdefault(dname, np.arange(size))
         data_vars[name] = (tuple(grid_dims) + tuple(extra), arr)
 
+    builtin: dict[str, Any] = {}
     if include_working_subdirs_as_data_var and sweep_dir is not None:
         subdirs = np.full(grid_shape, "", dtype=object)
         for r in results:
             if r.subdir:
                 subdirs[full_index(r)] = str(Path(sweep_dir) / r.subdir)
-        data_vars["working_subdir"] = (tuple(grid_dims), subdirs.astype(str))
+        builtin["working_subdir"] = (tuple(grid_dims), subdirs.astype(str))
     if include_status:
         if status is None:
             status = status_array(spec, results)
         st = status
         if singleton:
             st = st.reshape(grid_shape)
-        data_vars["status"] = (tuple(grid_dims), st)
+        builtin["status"] = (tuple(grid_dims), st)
+
+    # a metric named like a coordinate, a dimension or mushin_nb's own variables (left by
+    # an older version, which did not refuse such names) is shown under another name
+    taken = set(coords) | set(extra_coords) | set(builtin) | set(data_vars)
+    for name in list(data_vars):
+        if name in coords or name in extra_coords or name in builtin:
+            new, k = f"{name}_metric", 2
+            while new in taken:
+                new, k = f"{name}_metric{k}", k + 1
+            taken.add(new)
+            data_vars = {(new if n == name else n): v for n, v in data_vars.items()}
+            what = "a coordinate" if (name in coords or name in extra_coords) else "a variable of mushin_nb"
+            notes.append(f"The metric {name!r} has the name of {what}; it is shown as {new!r}.")
+    data_vars.update(builtin)
 
     all_coords = dict(coords)
     all_coords.update(extra_coords)
     ds = xr.Dataset(data_vars=data_vars, coords=all_coords, attrs=attrs)
+    if notes:
+        of = f" of {sweep_dir}" if sweep_dir is not None else ""
+        warnings.warn(
+            f"mushin_nb: building the Dataset{of} (the other metrics are as the jobs returned them): "
+            + " ".join(notes),
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return ds
 
 
@@ -259,7 +316,9 @@ def save_netcdf(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = False
 
     Attributes NetCDF cannot hold (dicts, None, bools, lists) are stored as JSON
     and decoded on load. The write is atomic: a crash never leaves a partial file at
-    ``path``. An existing file is replaced only with ``overwrite=True``.
+    ``path`` (the temporary file it may leave beside it is removed by the next save to
+    ``path``). An existing file is replaced only with ``overwrite=True``. The file's
+    mode follows the umask, as any tool's.
 
     Examples
     --------
@@ -282,14 +341,17 @@ def save_netcdf(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = False
         out[name].attrs = _encode_attrs(ds[name].attrs)
         out[name].encoding = {}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the file's mode follows the umask; a temporary file left by an interrupted save
+    # (its writer gone) is removed here
+    from ._store import _unlink_quiet, create_temp
+
+    tmp, fd = create_temp(path)
     os.close(fd)
     try:
         out.to_netcdf(tmp, engine=_engine())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _unlink_quiet(tmp)
         raise
     return path
 

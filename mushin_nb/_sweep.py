@@ -17,7 +17,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Param", "SweepSpec", "render_value", "build_spec", "sanitize_coord_values"]
+__all__ = [
+    "Param",
+    "SweepSpec",
+    "render_value",
+    "build_spec",
+    "sanitize_coord_values",
+    "reserved_metric_names",
+]
+
+#: names a metric can never have: Dataset variables and coordinates made by mushin_nb
+#: itself (the live ``status`` variable, ``to_xarray(include_working_subdirs_as_data_var=True)``
+#: and the dimension of a run over ``target_job_dirs``)
+BUILTIN_RESERVED = ("status", "working_subdir", "job_dir")
 
 
 def _is_multirun(v: Any) -> bool:
@@ -285,6 +297,64 @@ def _has_key(cfg: Any, key: str) -> bool:
         return False
 
 
+def _to_python(value: Any) -> Any:
+    """numpy scalars and arrays, also inside lists, tuples and dicts -> Python values.
+
+    A sweep value keeps one type from the call to the Dataset and back: the
+    manifest is JSON, so ``np.int64(1)`` would be a string coordinate live (a mixture
+    of types) and an int after reload; as ``1`` it is an int in both.
+    """
+    import sys
+
+    np = sys.modules.get("numpy")  # no numpy value can exist before numpy is imported
+    if np is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {_to_python(k): _to_python(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_python(v) for v in value)
+    if isinstance(value, UserList):
+        return type(value)([_to_python(v) for v in value])
+    return value
+
+
+def reserved_metric_names(spec: SweepSpec) -> frozenset[str]:
+    """The names a task's metric cannot have in this sweep: the parameters (swept
+    ones are the Dataset's coordinates, fixed ones its attributes or, with
+    ``non_multirun_params_as_singleton_dims=True``, coordinates) and the names
+    mushin_nb gives its own variables (``status``, ``working_subdir``, ``job_dir``).
+
+    ``JobRunner(reserved=...)`` fails the first job that returns such a metric.
+
+    Examples
+    --------
+    >>> from hydra_zen import multirun
+    >>> spec = build_spec(base_cfg=None, overrides=None,
+    ...                   workflow_overrides={"lr": multirun([0.1, 1.0]), "seed": 0})
+    >>> sorted(reserved_metric_names(spec))
+    ['job_dir', 'lr', 'seed', 'status', 'working_subdir']
+    """
+    names = {p.name for p in spec.params} | set(BUILTIN_RESERVED)
+    # a run over target_job_dirs: the upstream sweep's parameters become coordinates
+    # along job_dir (MultiRunMetricsWorkflow.to_xarray), so they are taken too
+    targets = next((p for p in spec.swept if p.name == "job_dir"), None)
+    if targets is not None:
+        from pathlib import Path
+
+        from ._workflows import _job_params
+
+        for d in targets.values:
+            try:
+                names.update(_job_params(Path(d)))
+            except Exception:  # not a readable job directory: its parameters are unknown
+                pass
+    return frozenset(names)
+
+
 def build_spec(
     *,
     base_cfg: Any,
@@ -374,22 +444,20 @@ def build_spec(
     for key, value in workflow_overrides.items():
         prefix = "" if _has_key(base_cfg, key) else "+"
         if isinstance(value, _mr) or _is_multirun(value):
-            values = list(value)
-            if isinstance(value, range):
-                values = list(value)
+            values = [_to_python(v) for v in value]  # np.float64(0.1) -> 0.1, live and reloaded alike
             if not values:
                 raise ValueError(f"{key}=multirun([]) has no values; give at least one.")
             strings = [render_value(v, name=key) for v in values]
             values = [list(v) if isinstance(v, (tuple, UserList, range)) else v for v in values]
             # the values as Hydra will hand them to the task (strings stay strings)
             add(Param(key, values, strings, True, prefix))
-        elif isinstance(value, _hl) or _is_hydra_list(value):
-            add(
-                Param(
-                    key, [list(value)], [render_value(list(value), name=key)], False, prefix, hydra_list=True
-                )
-            )
-        elif isinstance(value, str) and key in raw_string_keys:
+            continue
+        if isinstance(value, _hl) or _is_hydra_list(value):
+            items = [_to_python(v) for v in value]
+            add(Param(key, [items], [render_value(items, name=key)], False, prefix, hydra_list=True))
+            continue
+        value = _to_python(value)  # a numpy scalar is its Python value (np.int64(3) -> 3)
+        if isinstance(value, str) and key in raw_string_keys:
             from_override(f"{prefix}{key}={value}", always_swept=True)
         elif value is None or isinstance(value, (bool, int, float, str, dict)):
             add(Param(key, [value], [render_value(value, name=key)], False, prefix))
