@@ -241,7 +241,11 @@ ConfigStore.instance().store(
 class MushinJoblibLauncher(Launcher):
     """hydra-joblib-launcher (joblib's loky processes, the same settings, job ids
     and files) whose workers compose the configuration once per sweep instead of
-    once per job (``MushinLauncher`` runs inside each worker)."""
+    once per job (``MushinLauncher`` runs inside each worker).
+
+    A worker that dies (``os._exit``, a segfault, the OOM killer) fails only the job
+    it was running, recorded as that cell's failure with the exit code or signal;
+    the other jobs run on fresh workers (see ``_run_surviving_deaths``)."""
 
     def __init__(self, **kwargs: Any) -> None:
         import uuid
@@ -258,6 +262,8 @@ class MushinJoblibLauncher(Launcher):
         self.hydra_context = hydra_context
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
+        import shutil
+        import tempfile
         from pathlib import Path
 
         from hydra.core.singleton import Singleton
@@ -281,19 +287,254 @@ class MushinJoblibLauncher(Launcher):
         for idx, overrides in enumerate(job_overrides):
             log.info("\t#{} : {}".format(initial_job_idx + idx, " ".join(_filter(overrides))))
         singleton_state = Singleton.get_state()
-        runs = Parallel(**joblib_cfg)(
-            delayed(_execute_in_worker)(
-                initial_job_idx + idx,
-                list(overrides),
-                self.hydra_context,
-                self.config,
-                self.task_function,
-                singleton_state,
-                self.key,
+
+        def run_batch(batch: list[tuple[int, list[str]]]) -> Any:
+            return Parallel(**joblib_cfg, return_as="generator_unordered")(
+                delayed(_execute_in_worker)(
+                    idx,
+                    overrides,
+                    self.hydra_context,
+                    self.config,
+                    self.task_function,
+                    singleton_state,
+                    self.key,
+                    track,
+                )
+                for idx, overrides in batch
             )
-            for idx, overrides in enumerate(job_overrides)
+
+        track = tempfile.mkdtemp(prefix="mushin-joblib-")
+        try:
+            runs = _run_surviving_deaths(
+                [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)],
+                run_batch,
+                Path(track),
+                lost=lambda idx, ov, why: _lost_job_return(
+                    self.hydra_context, self.config, ov, idx, None, why
+                ),
+                from_disk=lambda idx, ov: _job_return_from_disk(
+                    self.hydra_context, self.config, ov, idx, None
+                ),
+            )
+        finally:
+            shutil.rmtree(track, ignore_errors=True)
+        return [runs[initial_job_idx + i] for i in range(len(job_overrides))]
+
+
+# a job whose worker dies before it starts (e.g. its arguments fail to unpickle) is tried this often
+_MAX_TRIES = 3
+
+
+def _run_surviving_deaths(
+    todo: list[tuple[int, list[str]]],
+    run_batch: Any,
+    track: Any,
+    *,
+    lost: Any,
+    from_disk: Any,
+) -> dict[int, Any]:
+    """Run the jobs ``todo`` ((job num, overrides)) with ``run_batch`` (joblib's
+    Parallel, yielding (job num, JobReturn) as jobs finish), surviving the death of
+    a worker process (``os._exit``, a segfault, the OOM killer).
+
+    loky kills every worker of a pool when one dies, so after a death: jobs that
+    finished keep their results; jobs that had not started run again on a fresh
+    pool; of the jobs that had started (each worker writes ``<track>/<num>.start``
+    first), a lone one is the job that died and becomes that job's failure (``lost``),
+    with the worker's exit code or signal; several are run again one at a time, so
+    the one that dies again is known.
+    """
+    import re
+    from concurrent.futures.process import BrokenProcessPool
+
+    runs: dict[int, Any] = {}
+    tries: dict[int, int] = {}
+    alone: list[tuple[int, list[str]]] = []
+    while todo or alone:
+        if alone:  # a suspect of an earlier death, alone in the pool
+            batch = [alone.pop(0)]
+        else:
+            batch, todo = todo, []
+        try:
+            for idx, ret in run_batch(batch):
+                runs[idx] = ret
+        except BrokenProcessPool as e:
+            text = str(e)
+            codes = [
+                int(c) for c in re.findall(r"\((-?\d+)\)", text.partition("exit codes of the workers")[2])
+            ]
+            started = []
+            for idx, ov in batch:
+                if idx in runs:
+                    continue
+                if (track / f"{idx}.end").exists():  # finished, its result lost with the pool
+                    runs[idx] = from_disk(idx, ov)
+                elif (track / f"{idx}.start").exists():
+                    started.append((idx, ov))
+                else:
+                    tries[idx] = tries.get(idx, 0) + 1
+                    if tries[idx] >= _MAX_TRIES:
+                        runs[idx] = lost(
+                            idx,
+                            ov,
+                            f"the worker pool broke {tries[idx]} times before it could start ({text})",
+                        )
+                    else:
+                        todo.append((idx, ov))
+            if len(started) == 1:
+                idx, ov = started[0]
+                pid = _read_text(track / f"{idx}.start")
+                if len(codes) == 1:
+                    how = _describe_exit(codes[0])
+                elif codes:
+                    how = "one of: " + "; ".join(_describe_exit(c) for c in codes)
+                else:
+                    how = _describe_exit(None)
+                runs[idx] = lost(idx, ov, f"the joblib worker process running it (pid {pid}) died: {how}")
+            elif started:
+                for idx, _ in started:
+                    (track / f"{idx}.start").unlink()
+                log.warning(
+                    "mushin_nb: a joblib worker died while jobs %s ran; running them again one at a "
+                    "time to find the one that died (%s)",
+                    [i for i, _ in started],
+                    text.splitlines()[0] if text else type(e).__name__,
+                )
+                alone.extend(started)
+    return runs
+
+
+def _describe_exit(code: int | None) -> str:
+    from mushin_nb._execution import describe_exit
+
+    return describe_exit(code)
+
+
+def _read_text(path: Any) -> str:
+    try:
+        return str(path.read_text(encoding="utf-8")).strip()
+    except OSError:
+        return "?"
+
+
+def _job_config(hydra_context: Any, config: Any, overrides: list[str], idx: int, job_id: str | None) -> Any:
+    """The job's full config as Hydra composes it (``load_sweep_config``), with
+    ``hydra.job.num``/``id`` and ``hydra.runtime.output_dir`` set (as ``run_job``)."""
+    import os
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    cfg = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    with open_dict(cfg):
+        cfg.hydra.job.id = job_id if job_id is not None else f"{cfg.hydra.job.name}_{idx}"
+        cfg.hydra.job.num = idx
+    hc = HydraConfig.instance()
+    old = hc.cfg
+    try:
+        hc.set_config(cfg)
+        out = os.path.join(
+            str(OmegaConf.select(cfg, "hydra.sweep.dir")), str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
         )
-        return list(runs)
+        with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+            cfg.hydra.runtime.output_dir = os.path.abspath(out)
+    finally:
+        hc.cfg = old
+    return cfg
+
+
+def _job_return(cfg: Any, overrides: list[str], status: Any, value: Any) -> Any:
+    import copy
+
+    from hydra.core.utils import JobReturn
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    ret = JobReturn()
+    task_cfg = copy.deepcopy(cfg)
+    with read_write(task_cfg), open_dict(task_cfg):
+        del task_cfg["hydra"]
+    ret.cfg = task_cfg
+    ret.hydra_cfg = OmegaConf.masked_copy(cfg, "hydra")
+    ret.overrides = list(overrides)
+    ret.working_dir = str(cfg.hydra.runtime.output_dir)
+    ret.task_name = str(cfg.hydra.job.name)
+    ret.status = status
+    ret.return_value = value
+    return ret
+
+
+def _lost_job_return(
+    hydra_context: Any,
+    config: Any,
+    overrides: list[str],
+    idx: int,
+    job_id: str | None,
+    why: str,
+) -> Any:
+    """The JobReturn of a job whose process died; the death is recorded as that
+    cell's failure when the job belongs to a mushin_nb sweep (then Hydra gets a
+    completed job, as for any failure mushin_nb records), else a failed job."""
+    from pathlib import Path
+
+    from hydra.core.utils import JobStatus
+
+    log.error("mushin_nb: job #%s (%s) did not finish: %s", idx, " ".join(_filter(overrides)), why)
+    try:
+        cfg = _job_config(hydra_context, config, overrides, idx, job_id)
+    except Exception as e:  # cannot compose: report the death anyway
+        from hydra.core.utils import JobReturn
+
+        ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
+        ret.return_value = RuntimeError(f"job #{idx} ({' '.join(overrides)}) did not finish: {why} ({e})")
+        return ret
+    sweep_dir = Path(str(cfg.hydra.sweep.dir)).absolute()
+    job_dir = Path(str(cfg.hydra.runtime.output_dir))
+    try:
+        sub = job_dir.relative_to(sweep_dir).as_posix()
+    except ValueError:
+        sub = str(job_dir)
+    rec = None
+    try:
+        from mushin_nb._execution import record_lost_job
+
+        rec = record_lost_job(sweep_dir, list(overrides), idx, sub, why)
+    except Exception as e:
+        log.error("mushin_nb: could not record the failure of job #%s: %s", idx, e)
+    if rec is None:
+        exc = RuntimeError(f"job #{idx} ({' '.join(overrides)}) did not finish: {why}")
+        return _job_return(cfg, overrides, JobStatus.FAILED, exc)
+    return _job_return(cfg, overrides, JobStatus.COMPLETED, _record_value(rec))
+
+
+def _record_value(rec: Any) -> Any:
+    """What JobRunner returned for a job, from its stored record."""
+    from mushin_nb._execution import JobOutcome
+
+    if rec.status == "done":
+        return rec.metrics
+    return JobOutcome(rec.status, rec.error)
+
+
+def _job_return_from_disk(
+    hydra_context: Any, config: Any, overrides: list[str], idx: int, job_id: str | None
+) -> Any:
+    """The JobReturn of a job that finished but whose return was lost with a
+    broken pool: rebuilt from its job directory (mushin_nb's stored result)."""
+    import json
+    from pathlib import Path
+
+    from hydra.core.utils import JobStatus
+
+    cfg = _job_config(hydra_context, config, overrides, idx, job_id)
+    job_dir = Path(str(cfg.hydra.runtime.output_dir))
+    try:
+        from mushin_nb._store import RESULT_JSON, JobResult
+
+        rec = JobResult.from_json(json.loads((job_dir / RESULT_JSON).read_text(encoding="utf-8")), job_dir)
+    except Exception:
+        log.warning("mushin_nb: job #%s finished but its return value was lost with its worker", idx)
+        return _job_return(cfg, overrides, JobStatus.UNKNOWN, None)
+    return _job_return(cfg, overrides, JobStatus.COMPLETED, _record_value(rec))
 
 
 def _execute_in_worker(
@@ -304,12 +545,19 @@ def _execute_in_worker(
     task_function: Any,
     singleton_state: dict[Any, Any],
     key: str,
+    track: str | None = None,
 ) -> Any:
     """One job in a joblib worker; the worker keeps its MushinLauncher (and so
-    its composed templates) for the rest of the sweep."""
+    its composed templates) for the rest of the sweep. Returns (idx, JobReturn).
+    ``<track>/<idx>.start`` / ``.end`` tell the driver that the job started /
+    finished in case the worker dies."""
+    import os
+
     from hydra.core.singleton import Singleton
     from hydra.core.utils import setup_globals
 
+    if track is not None:
+        _write(os.path.join(track, f"{idx}.start"), str(os.getpid()))
     setup_globals()
     Singleton.set_state(singleton_state)
     cache = _worker_cache()
@@ -319,7 +567,10 @@ def _execute_in_worker(
         launcher = MushinLauncher(job_id="name_num", quiet=True)
         launcher.setup(hydra_context=hydra_context, task_function=task_function, config=config)
         cache[key] = launcher
-    return launcher.launch([overrides], idx)[0]
+    ret = launcher.launch([overrides], idx)[0]
+    if track is not None:
+        _write(os.path.join(track, f"{idx}.end"), "")
+    return idx, ret
 
 
 def _worker_cache() -> dict[str, Any]:
