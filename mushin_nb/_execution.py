@@ -16,7 +16,7 @@ import time
 import traceback
 import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,6 +117,30 @@ class _LiveState:
     job_thread: threading.Thread | None = None
 
 
+class SweepBusy(RuntimeError):
+    """Another sweep is running in this kernel (Hydra's state is process-wide)."""
+
+
+def claim_sweep_slot() -> None:
+    """Take this process's one sweep slot, or raise :class:`SweepBusy` (touching
+    nothing) if another sweep holds it. Released when that sweep ends."""
+    if not _sweep_lock.acquire(blocking=False):
+        other = _active.get("run")
+        raise SweepBusy(
+            "Another sweep is running in this kernel"
+            + (f" ({other!r})" if other is not None else "")
+            + ": Hydra holds process-wide state while it runs, so sweeps run one at a time. "
+            "Wait for it (run.wait()) or cancel it (run.cancel()) and start this one again."
+        )
+
+
+def release_sweep_slot() -> None:
+    """Give back the slot taken by :func:`claim_sweep_slot` (for a start refused after it)."""
+    _active.pop("run", None)
+    if _sweep_lock.locked():
+        _sweep_lock.release()
+
+
 def task_hash(*fns: Any) -> str:
     h = hashlib.sha256()
     for fn in fns:
@@ -156,6 +180,7 @@ class JobRunner:
         workflow: str,
         task_hash: str,
         require_dict: bool = True,
+        reserved: Iterable[str] = (),
     ):
         self.task = task
         self.pre_task = pre_task
@@ -167,6 +192,8 @@ class JobRunner:
         self.workflow = workflow
         self.task_hash = task_hash
         self.require_dict = require_dict
+        # names no metric may have (see _sweep.reserved_metric_names)
+        self.reserved = frozenset(reserved)
 
     def _index(self, overrides: list[str]) -> tuple[int, ...] | None:
         from ._sweep import _parser, _unquote, parse_job_overrides
@@ -197,8 +224,6 @@ class JobRunner:
     def __call__(self, cfg: Any) -> Any:
         from hydra.core.hydra_config import HydraConfig
 
-        from ._store import to_numpy_or_scalar
-
         hc = HydraConfig.get()
         job_dir = Path(hc.runtime.output_dir)
         sweep_dir = Path(self.sweep_dir)
@@ -219,7 +244,23 @@ class JobRunner:
 
         def persist(result: JobResult) -> None:
             result.finished = time.time()
-            _store.write_job_result(sweep_dir, job_dir, result)
+            if result.status == "done":
+                # called inside the job's try: a result that cannot be written (a value
+                # without a stored form, a full disk) becomes this job's recorded failure
+                _store.write_job_result(sweep_dir, job_dir, result)
+            else:
+                try:
+                    _store.write_job_result(sweep_dir, job_dir, result)
+                except Exception as e:  # not even this record can be written: log, never raise into Hydra
+                    log.error(
+                        "mushin_nb: could not write the %s record of the job with %s in %s (%s: %s); "
+                        "this cell will show as missing when the sweep is reloaded",
+                        result.status,
+                        self._label(idx),
+                        job_dir,
+                        type(e).__name__,
+                        e,
+                    )
             if state is not None and state.on_record is not None:
                 state.on_record(result)
 
@@ -231,6 +272,7 @@ class JobRunner:
             state.job_thread = threading.current_thread()
             if state.on_start is not None:
                 state.on_start(idx, subdir)
+        _mark_started(job_dir, base)  # a process that dies in the job leaves it: reload sees the death
         t0 = time.perf_counter()
         try:
             if self.pre_task is not None:
@@ -243,14 +285,28 @@ class JobRunner:
                     "Return e.g. dict(accuracy=acc)."
                 )
             metrics = None
-            if out is not None:
-                metrics = {str(k): to_numpy_or_scalar(v, name=str(k)) for k, v in out.items()}
+            if out is not None:  # checked here: a value or name the Dataset cannot hold fails this job
+                metrics = _store.convert_metrics(
+                    out,
+                    reserved=getattr(self, "reserved", ()),
+                    swept=[n for n, _ in self.params],
+                    where=self._label(idx),
+                )
+            persist(
+                JobResult(
+                    status="done",
+                    metrics=metrics,
+                    returned_none=out is None,
+                    duration=time.perf_counter() - t0,
+                    **base,
+                )
+            )
         except _JobCancelled:
             persist(JobResult(status="cancelled", duration=time.perf_counter() - t0, **base))
             return JobOutcome("cancelled")
-        except Exception as e:
+        except (Exception, SystemExit) as e:  # sys.exit() in a task ends that job, not the sweep
             tb = traceback.format_exc()
-            err = {"type": type(e).__name__, "message": str(e), "traceback": tb}
+            err = {"type": type(e).__name__, "message": _exit_message(e), "traceback": tb}
             try:
                 (job_dir / _store.ERROR_TXT).write_text(tb, encoding="utf-8")
             except OSError:
@@ -264,16 +320,26 @@ class JobRunner:
         finally:
             if state is not None:
                 state.job_thread = None
-        persist(
-            JobResult(
-                status="done",
-                metrics=metrics,
-                returned_none=out is None,
-                duration=time.perf_counter() - t0,
-                **base,
-            )
-        )
+            _store.clear_job_started(job_dir)
         return out
+
+
+def _mark_started(job_dir: Path, base: Mapping[str, Any]) -> None:
+    try:
+        _store.mark_job_started(job_dir, **base)
+    except OSError as e:  # the job still runs; only a death in it would go unnoticed on reload
+        log.warning("mushin_nb: could not write the start marker in %s: %s", job_dir, e)
+
+
+def _exit_message(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        call = "sys.exit()" if e.code is None else f"sys.exit({e.code!r})"
+        code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+        return (
+            f"the task called {call} (exit code {code}); a job ends by returning its metrics or "
+            "raising an exception, and sys.exit() in a job ends only that job"
+        )
+    return str(e)
 
 
 # --------------------------------------------------------------------------- the run handle
@@ -337,6 +403,7 @@ class SweepRun:
         self.jobs: list[Any] = []
         self.skipped = 0
         self._on_finish: list[Callable[[SweepRun], Any]] = []
+        self.manifest: dict[str, Any] | None = None
         for r in previous or []:
             self._results[r.index] = r
             self._status[r.index] = r.status
@@ -358,6 +425,11 @@ class SweepRun:
 
     def _ingest(self, r: JobResult) -> None:
         key = (r.subdir, r.status)
+        if len(r.index) != self._status.ndim or any(
+            not 0 <= i < n for i, n in zip(r.index, self._status.shape)
+        ):
+            log.warning("mushin_nb: ignored a record of %s with no cell in this grid: %s", r.subdir, r.index)
+            return
         with self._lock:
             if key in self._seen:
                 return
@@ -557,15 +629,9 @@ class SweepRun:
         )
 
     # ------------------------------------------------------------ driver
-    def _start(self, launch: Callable[[], Any]) -> None:
-        if not _sweep_lock.acquire(blocking=False):
-            other = _active.get("run")
-            raise RuntimeError(
-                "Another sweep is running in this kernel"
-                + (f" ({other!r})" if other is not None else "")
-                + ": Hydra holds process-wide state while it runs, so sweeps run one at a time. "
-                "Wait for it (run.wait()) or cancel it (run.cancel()) and start this one again."
-            )
+    def _start(self, launch: Callable[[], Any], *, slot_claimed: bool = False) -> None:
+        if not slot_claimed:
+            claim_sweep_slot()
         _active["run"] = self
         _live[self.run_id] = self.state
         self._started = time.time()
@@ -582,11 +648,7 @@ class SweepRun:
                     self.poll()
                 except Exception:
                     pass
-                with self._lock:
-                    pending = (self._status == "pending") | (self._status == "running")
-                    if self.state.cancel.is_set() or self._error is not None:
-                        self._status[pending] = "cancelled"
-                    self._version += 1
+                self._settle_unrecorded()  # no cell stays pending or running
                 _store.clear_cancel(self.sweep_dir)
                 _live.pop(self.run_id, None)
                 _active.pop("run", None)
@@ -601,6 +663,218 @@ class SweepRun:
 
         self._thread = threading.Thread(target=body, name="mushin-sweep", daemon=True)
         self._thread.start()
+
+    def _settle_unrecorded(self) -> None:
+        """After the sweep: cells still pending or running become ``cancelled``
+        when the sweep was cancelled or stopped by an error, else ``failed``, with
+        that failure written (job directory and index) so a reload agrees."""
+        with self._lock:
+            open_cells = (self._status == "pending") | (self._status == "running")
+            if self.state.cancel.is_set() or self._error is not None or not open_cells.any():
+                self._status[open_cells] = "cancelled"
+                self._version += 1
+                return
+            cells = [tuple(int(i) for i in ix) for ix in np.argwhere(open_cells)]
+        try:
+            self._fail_unrecorded(cells)
+        except Exception as e:  # pragma: no cover - defensive: never leave a cell open
+            log.warning("mushin_nb: recording the jobs without a result failed: %s", e)
+        with self._lock:
+            open_cells = (self._status == "pending") | (self._status == "running")
+            self._status[open_cells] = "failed"
+            self._version += 1
+
+    def _fail_unrecorded(self, cells: list[tuple[int, ...]]) -> None:
+        from hydra.core.utils import JobStatus
+
+        spec = self.spec
+        # where each cell's job ran: the launcher's job returns, else its start marker
+        where: dict[tuple[int, ...], tuple[Path, int, str]] = {}
+        for j in self.jobs:
+            try:
+                idx = cell_of(list(j.overrides or []), spec)
+                h = j.hydra_cfg.hydra
+                job_dir, num = Path(str(h.runtime.output_dir)), int(h.job.num)
+            except Exception:
+                continue
+            note = ""
+            if j.status == JobStatus.FAILED:
+                e = getattr(j, "_return_value", None)
+                note = f"; the job ended with {type(e).__name__}: {e}"
+            if idx is not None:
+                where[idx] = (job_dir, num, note)
+        if any(c not in where for c in cells):
+            for _sub, d in _store._marker_dirs(self.sweep_dir, set()):
+                m = _store.read_job_marker(d)
+                if m and m.get("run_id") == self.run_id and "index" in m:
+                    where.setdefault(tuple(m["index"]), (d, int(m.get("job_num", -1)), ""))
+        thash = str((getattr(self, "manifest", None) or {}).get("task_hash", ""))
+        for r in self.results:
+            thash = thash or r.task_hash
+        for k, idx in enumerate(cells):
+            label = ", ".join(f"{n}={v!r}" for n, v in spec.cell_params(idx).items())
+            if idx in where:
+                job_dir, num, note = where[idx]
+                logs = sorted(job_dir.glob("*.log"))
+                see = f"{logs[0]} and {job_dir}" if logs else str(job_dir)
+                msg = (
+                    f"no result was recorded for the job with {label}: it ended without writing "
+                    f"one{note}; see {see}. resume=True runs it again."
+                )
+            else:
+                job_dir, num = self.sweep_dir / _store.META_DIR / "unlaunched" / f"{self.run_id}-{k}", -1
+                msg = (
+                    f"no result was recorded for the job with {label}: the launcher ran no job for "
+                    f"this cell; see the launcher's output and {self.sweep_dir / 'multirun.yaml'}. "
+                    "resume=True runs it again."
+                )
+            try:
+                sub = job_dir.relative_to(self.sweep_dir).as_posix()
+            except ValueError:
+                sub = str(job_dir)
+            r = JobResult(
+                index=idx,
+                status="failed",
+                subdir=sub,
+                job_num=num,
+                error={"type": "NoResult", "message": msg, "traceback": ""},
+                task_hash=thash,
+                finished=time.time(),
+                run_id=self.run_id,
+            )
+            try:
+                _store.write_job_result(self.sweep_dir, job_dir, r)
+                _store.clear_job_started(job_dir)
+            except OSError as e:
+                log.warning("mushin_nb: could not record the failure of the job with %s: %s", label, e)
+            self._ingest(r)
+
+
+def cell_of(overrides: list[str], spec: SweepSpec) -> tuple[int, ...] | None:
+    """The grid cell of ``spec`` a job's task overrides describe, or None."""
+    from ._sweep import _parser, _unquote, parse_job_overrides
+
+    lookup = spec.lookup()
+    idx = parse_job_overrides(overrides, lookup)
+    if idx is not None:
+        return idx
+    found: dict[str, int] = {}  # another sweeper may write values differently: match parsed values
+    values = {p.name: list(p.values) for p in spec.swept}
+    try:
+        parsed = _parser().parse_overrides(list(overrides))
+    except Exception:
+        return None
+    for o in parsed:
+        name = o.get_key_element().lstrip("+~")
+        if name in values and not o.is_sweep_override():
+            v = _unquote(o.value())
+            for i, c in enumerate(values[name]):
+                if type(c) is type(v) and c == v:
+                    found[name] = i
+                    break
+    if len(found) != len(lookup):
+        return None
+    return tuple(found[k] for k in lookup)
+
+
+_SIGNAL_NOTES = {
+    "SIGKILL": "out of memory?",
+    "SIGSEGV": "segmentation fault",
+    "SIGBUS": "bus error",
+    "SIGABRT": "aborted",
+    "SIGFPE": "floating-point exception",
+    "SIGILL": "illegal instruction",
+    "SIGTERM": "terminated",
+}
+
+
+def describe_exit(code: int | None) -> str:
+    """A process exit status as words: ``"exited with code 3"``, ``"killed by
+    signal 9 (SIGKILL: out of memory?)"`` (negative codes are signals, as in
+    ``subprocess``)."""
+    import signal as _signal
+
+    if code is None:
+        return "exit code/signal unknown"
+    if code < 0:
+        try:
+            name = _signal.Signals(-code).name
+        except ValueError:
+            return f"killed by signal {-code}"
+        note = _SIGNAL_NOTES.get(name)
+        return f"killed by signal {-code} ({name}{': ' + note if note else ''})"
+    return f"exited with code {code}"
+
+
+def record_lost_job(
+    sweep_dir: str | Path,
+    job_overrides: list[str],
+    job_num: int,
+    job_subdir: str | None,
+    reason: str,
+) -> JobResult | None:
+    """Record, from the driver, the failure of a job whose process died (a worker
+    killed by a signal, an ``os._exit``): a failed result in its job directory and
+    the sweep index, exactly like a job's own failure, so the live view, reload and
+    ``resume=True`` see it.
+
+    The cell is found from the job's overrides in the grid of the sweep's last run
+    (``.mushin/manifest.json``). A result the job wrote itself is never replaced.
+    Returns the record (the job's own if it wrote one), or None when ``sweep_dir``
+    holds no mushin_nb sweep or the overrides match no cell of it.
+    """
+    from ._sweep import SweepSpec
+
+    sweep_dir = Path(sweep_dir)
+    try:
+        manifest = _store.read_manifest(sweep_dir)
+    except Exception:
+        manifest = None
+    if not manifest or not manifest.get("runs"):
+        return None
+    run_id = manifest["runs"][-1]
+    spec = SweepSpec.from_json(manifest.get("run_specs", {}).get(run_id, manifest["spec"]))
+    idx = cell_of(list(job_overrides), spec)
+    if idx is None:
+        return None
+    job_dir = sweep_dir / job_subdir if job_subdir else sweep_dir / str(job_num)
+    try:
+        sub = job_dir.relative_to(sweep_dir).as_posix()
+    except ValueError:
+        sub = str(job_dir)
+    own = _store.read_job_marker(job_dir) or {}
+    if _store._has_result_of(job_dir, {"run_id": run_id, "job_num": job_num}):
+        try:
+            import json
+
+            d = json.loads((job_dir / _store.RESULT_JSON).read_text(encoding="utf-8"))
+            return JobResult.from_json(d, job_dir)
+        except Exception:
+            pass
+    label = ", ".join(f"{n}={v!r}" for n, v in spec.cell_params(idx).items())
+    logs = sorted(job_dir.glob("*.log")) if job_dir.is_dir() else []
+    see = f"; see {logs[0]}" if logs else f"; see {job_dir}"
+    msg = f"the job with {label} did not finish: {reason}{see}. resume=True runs it again."
+    started = float(own.get("started", 0.0) or 0.0)
+    r = JobResult(
+        index=idx,
+        status="failed",
+        subdir=sub,
+        job_num=int(job_num),
+        duration=time.time() - started if started else float("nan"),
+        error={"type": "ProcessDied", "message": msg, "traceback": ""},
+        task_hash=str(manifest.get("task_hash", "")),
+        finished=time.time(),
+        run_id=run_id,
+    )
+    try:
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / _store.ERROR_TXT).write_text(msg + "\n", encoding="utf-8")
+    except OSError:
+        pass
+    _store.write_job_result(sweep_dir, job_dir, r)
+    _store.clear_job_started(job_dir)
+    return r
 
 
 def _flatten_jobs(ret: Any) -> list[Any]:

@@ -7,7 +7,6 @@ by parameter values, failures kept, live runs).
 
 from __future__ import annotations
 
-import datetime as _dt
 import inspect
 import sys
 import warnings
@@ -15,19 +14,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from hydra_zen import hydra_list, launch, load_from_yaml, make_config, multirun, zen
+from hydra_zen import hydra_list, load_from_yaml, make_config, multirun, zen
 
 import hydra_plugins.mushin_nb_plugins.sweeper  # noqa: F401  (registers hydra/sweeper=mushin_nb)
 
 from . import _store
 from ._execution import (
-    ON_ERROR,
-    JobRunner,
     SweepError,
     SweepRun,
-    guard_global_hydra,
-    new_run_id,
-    task_hash,
 )
 from ._store import JobResult
 from ._sweep import SweepSpec, build_spec
@@ -49,36 +43,14 @@ LAUNCHER_ALIASES = {
     "fast": "mushin_nb",
     "joblib": "mushin_nb_joblib",  # hydra-joblib-launcher, composing once per worker
     "hydra_joblib": "joblib",  # hydra-joblib-launcher as it is
-    "submitit_local": "submitit_local",
-    "submitit_slurm": "submitit_slurm",
+    # hydra-submitit-launcher, with a job that dies (os._exit, a signal) as its cell's failure
+    "submitit_local": "mushin_nb_submitit_local",
+    "submitit_slurm": "mushin_nb_submitit_slurm",
     "ray": "ray",
     "basic": "basic",
 }
 
 OverrideValue = Union[str, int, float, bool, dict, None, multirun, hydra_list]
-
-
-def _unique_sweep_dir(root: Path) -> Path:
-    now = _dt.datetime.now()
-    base = root / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
-    cand, k = base, 0
-    while True:
-        try:
-            cand.mkdir(parents=True, exist_ok=False)
-            return cand
-        except FileExistsError:
-            k += 1
-            cand = base.with_name(f"{base.name}-{k}")
-
-
-def _resolve_dir_text(text: str) -> str:
-    if "${" not in text:
-        return text
-    from hydra.core.utils import setup_globals
-    from omegaconf import OmegaConf
-
-    setup_globals()
-    return str(OmegaConf.create({"d": text}).d)
 
 
 class BaseWorkflow:
@@ -355,198 +327,57 @@ class BaseWorkflow:
         >>> run.wait()["y"].values.tolist()
         [1, 4]
         """
+        from ._launch import plan_sweep, start_sweep
+
         self._check_static()
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error={on_error!r}: choose one of {ON_ERROR}")
-        if resume not in (True, False, "force"):
-            raise ValueError(f"resume={resume!r}: use True, False or 'force'")
-        if resume and working_dir is None:
-            raise ValueError("resume=True needs working_dir=<the sweep directory to resume>")
-        user_overrides = list(overrides or [])
-        spec = build_spec(
-            base_cfg=self.eval_task_cfg,
-            overrides=user_overrides,
-            workflow_overrides=self._workflow_overrides(workflow_overrides),
-            raw_string_keys=self._raw_string_keys(),
+        launch_kwargs: dict[str, Any] = dict(
+            to_dictconfig=to_dictconfig,
+            config_name=config_name,
+            job_name=job_name,
+            with_log_configuration=with_log_configuration,
         )
-        # where: working_dir > hydra.sweep.dir in overrides > a new unique directory
-        hydra_ovs: list[str] = []
-        sweep_dir_text = None
-        for o in spec.hydra_overrides:
-            k, _, v = o.partition("=")
-            if k.lstrip("+") == "hydra.sweep.dir":
-                sweep_dir_text = v
-            else:
-                hydra_ovs.append(o)
-        if working_dir is not None:
-            sweep_dir = Path(working_dir).absolute()
-        elif sweep_dir_text is not None:
-            sweep_dir = Path(_resolve_dir_text(sweep_dir_text.strip("'\""))).absolute()
-        else:
-            sweep_dir = _unique_sweep_dir(Path("multirun").absolute())
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-
-        name = type(self).__name__
-        thash = task_hash(self.task, self.pre_task)
-        run_id = new_run_id()
-        previous: list[JobResult] = []
-        start_num = 0
-        old = _store.read_manifest(sweep_dir)
-        runs = [run_id]
-        run_specs = {run_id: spec.to_json()}
-        if old is not None and resume:
-            previous, start_num = self._reusable(sweep_dir, old, spec, thash, force=resume == "force")
-            runs = list(old.get("runs", [])) + [run_id]
-            run_specs = {**old.get("run_specs", {}), **run_specs}
-        elif old is not None:
-            n = _store.archive_index(sweep_dir)
-            if n:
-                warnings.warn(
-                    f"{sweep_dir} already held a sweep ({n} job records); this run replaces it. "
-                    "Pass resume=True to keep and reuse those results instead.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-        _store.clear_cancel(sweep_dir)
-        manifest = {
-            "format": 1,
-            "workflow": f"{type(self).__module__}.{type(self).__qualname__}",
-            "task_hash": thash,
-            "runs": runs,
-            "spec": spec.to_json(),
-            "run_specs": run_specs,  # each run's grid: its records' indices refer to it
-            "created": _dt.datetime.now().isoformat(timespec="seconds"),
-        }
-        _store.write_manifest(sweep_dir, manifest)
-
-        # Hydra overrides
-        launch_overrides: list[str] = list(hydra_ovs)
-        launch_overrides.append(f"hydra.sweep.dir={_quote_path(sweep_dir)}")
-        if not any(o.partition("=")[0].lstrip("+") == "hydra.job.chdir" for o in hydra_ovs):
-            launch_overrides.append("hydra.job.chdir=True")
-        if not any(o.startswith("hydra/hydra_logging=") for o in hydra_ovs):
-            # Hydra's own "Launching N jobs" lines stay out of notebook cells (the progress
-            # bar and the live view say it); each job's log file is unchanged
-            launch_overrides.append("hydra/hydra_logging=none")
-        if with_log_configuration and not any(
-            o.startswith("hydra/job_logging=")
-            or o.partition("=")[0].lstrip("+").startswith("hydra.job_logging")
-            for o in hydra_ovs
-        ):
-            # jobs log to their own <job_name>.log; a console handler on the root logger
-            # would echo every later log line of the notebook's process into its cells
-            launch_overrides.append("hydra.job_logging.root.handlers=[file]")
-        if sweeper is not None:
-            launch_overrides.append(f"hydra/sweeper={sweeper}")
-        elif not any(o.startswith("hydra/sweeper=") for o in hydra_ovs):
-            launch_overrides.append("hydra/sweeper=mushin_nb")
-            launch_overrides.append(f"hydra.sweeper.run_id={run_id}")
-        if resume and (
-            sweeper not in (None, "mushin_nb") or any(o.startswith("hydra/sweeper=") for o in hydra_ovs)
-        ):
-            raise ValueError("resume=True works with the default sweeper only; drop sweeper=...")
-        import hydra_plugins.mushin_nb_plugins.launcher  # noqa: F401  (registers hydra/launcher=mushin_nb)
-
-        chosen = next(
-            (o.partition("=")[2] for o in hydra_ovs if o.partition("=")[0].lstrip("+") == "hydra/launcher"),
-            None,
-        )
-        if launcher is not None:
-            chosen = LAUNCHER_ALIASES.get(launcher, launcher)
-            launch_overrides.append(f"hydra/launcher={chosen}")
-        elif chosen is None:  # in-process: the fast launcher (launcher="basic" for Hydra's own)
-            chosen = "mushin_nb"
-            launch_overrides.append("hydra/launcher=mushin_nb")
-        if jobs is not None:
-            launch_overrides.extend(_jobs_overrides(chosen, jobs))
-        launch_overrides.extend(spec.task_overrides())
-
-        sweep = SweepRun(
-            spec=spec,
-            sweep_dir=sweep_dir,
-            run_id=run_id,
-            on_error=on_error,
-            workflow_name=name,
-            previous=previous,
-            start_num=start_num,
-        )
-        if previous:
-            print(
-                f"mushin_nb: resume: {len(previous)} of {spec.size} cells already done in "
-                f"{sweep_dir}; running the other {spec.size - len(previous)}.",
-                file=sys.stderr,
-            )
-        runner = JobRunner(
+        if version_base is not _NotSet:
+            launch_kwargs["version_base"] = version_base
+        # every check first: a refused call changes nothing, on disk or in this object
+        plan = plan_sweep(
+            self,
+            working_dir=working_dir,
+            sweeper=sweeper,
+            launcher=launcher,
+            overrides=overrides,
             task=_wrap(task_fn_wrapper, self.task),
             pre_task=_wrap(pre_task_fn_wrapper, self.pre_task),
-            sweep_dir=str(sweep_dir),
-            run_id=run_id,
-            lookup=spec.lookup(),
-            params=[(p.name, list(p.values)) for p in spec.swept],
             on_error=on_error,
-            workflow=name,
-            task_hash=thash,
+            resume=resume,
+            jobs=jobs,
+            workflow_overrides=self._workflow_overrides(workflow_overrides),
+            raw_string_keys=self._raw_string_keys(),
+            launch_kwargs=launch_kwargs,
+            launcher_aliases=LAUNCHER_ALIASES,
+            jobs_overrides=_jobs_overrides,
         )
-        cfg = self.eval_task_cfg
-        vb = version_base
 
-        def do_launch() -> Any:
-            restore = guard_global_hydra()
-            try:
-                kwargs: dict[str, Any] = {}
-                if vb is not _NotSet:
-                    kwargs["version_base"] = vb
-                return launch(
-                    cfg,
-                    runner,
-                    overrides=launch_overrides,
-                    multirun=True,
-                    to_dictconfig=to_dictconfig,
-                    config_name=config_name,
-                    job_name=job_name,
-                    with_log_configuration=with_log_configuration,
-                    **kwargs,
-                )
-            finally:
-                restore()
+        def bind(sweep: SweepRun) -> None:
+            # a second run never reuses stale metadata
+            self._reset()
+            self._spec = plan.spec
+            self._working_dir = sweep.sweep_dir
+            self._manifest = sweep.manifest
+            self.last_run = sweep
 
-        # a second run never reuses stale metadata
-        self._reset()
-        self._spec = spec
-        self._working_dir = sweep_dir
-        self._manifest = manifest
-        self.last_run = sweep
+            def collect(run: SweepRun) -> None:
+                if self.last_run is run:  # not replaced by a later start()
+                    self._collect(run)
 
-        def collect(run: SweepRun) -> None:
-            if self.last_run is run:  # not replaced by a later start()
-                self._collect(run)
+            sweep._on_finish.append(collect)
 
-        sweep._on_finish.append(collect)
-        sweep._start(do_launch)
-        return sweep
+        return start_sweep(plan, bind=bind)
 
     def _workflow_overrides(self, kw: Mapping[str, Any]) -> dict[str, Any]:
         return dict(kw)
 
     def _raw_string_keys(self) -> Iterable[str]:
         return ()
-
-    def _reusable(
-        self, sweep_dir: Path, old: Mapping[str, Any], spec: SweepSpec, thash: str, *, force: bool
-    ) -> tuple[list[JobResult], int]:
-        """The done results in ``sweep_dir`` that belong to cells of ``spec``, and
-        the first free job number."""
-        records = _store.read_records(sweep_dir, run_ids=old.get("runs"))
-        done = [r for r in manifest_results(old, records, spec) if r.status == "done"]
-        stale = [r for r in done if r.task_hash and r.task_hash != thash]
-        if stale and not force:
-            raise ValueError(
-                f"The task of {type(self).__name__} changed since {len(stale)} of the results in "
-                f"{sweep_dir} were computed, so resuming would mix results of two versions of the "
-                "code. Pass resume='force' to reuse them anyway, or resume=False (or another "
-                "working_dir) to compute every cell again."
-            )
-        return done, 1 + max((r.job_num for r in records), default=-1)
 
     # ------------------------------------------------------------ results
     def _collect(self, sweep: SweepRun) -> None:
@@ -580,18 +411,15 @@ def _wrap(wrapper: Any, fn: Callable[..., Any]) -> Callable[[Any], Any]:
     return wrapper(fn)
 
 
-def _quote_path(p: Path) -> str:
-    from ._sweep import render_value
-
-    return render_value(str(p))
-
-
 def _jobs_overrides(launcher: str | None, n: int) -> list[str]:
     if launcher in ("joblib", "mushin_nb_joblib"):
         return [f"hydra.launcher.n_jobs={int(n)}"]
-    if launcher == "submitit_slurm":
+    if launcher in ("submitit_slurm", "mushin_nb_submitit_slurm"):
         return [f"hydra.launcher.array_parallelism={int(n)}"]
-    if launcher == "submitit_local":  # it starts a batch's jobs at once: batches of n
+    if launcher in (
+        "submitit_local",
+        "mushin_nb_submitit_local",
+    ):  # it starts a batch's jobs at once: batches of n
         return [f"hydra.sweeper.max_batch_size={int(n)}"]
     if launcher in (None, "basic", "mushin_nb"):
         if n != 1:
@@ -607,19 +435,55 @@ def _jobs_overrides(launcher: str | None, n: int) -> list[str]:
 
 
 def manifest_results(
-    manifest: Mapping[str, Any], records: Sequence[JobResult], target: SweepSpec
+    manifest: Mapping[str, Any],
+    records: Sequence[JobResult],
+    target: SweepSpec,
+    damage: list[_store.Damage] | None = None,
 ) -> list[JobResult]:
     """Records of a sweep directory -> cells of ``target``: each record's index is
     relative to the grid of the run that wrote it (grids grow when a resume adds
-    values), so it is mapped by parameter values."""
+    values), so it is mapped by parameter values.
+
+    A damaged cell (a failed record of error type ``DamagedResult``) that another
+    job finished since (resume=True re-ran it) is damaged no more: its stand-in is
+    dropped, and so is its entry in ``damage`` (as read by ``_store.read_records``);
+    the other entries of cells get the job's parameters."""
     specs = manifest.get("run_specs", {})
     by_run: dict[str, list[JobResult]] = {}
     for r in records:
+        if not r.index and not r.run_id and _store.is_damaged(r):
+            continue  # a damaged result whose cell is unknown
         by_run.setdefault(r.run_id, []).append(r)
     out: list[JobResult] = []
     for run_id, recs in by_run.items():
-        out.extend(remap_results(recs, SweepSpec.from_json(specs.get(run_id, manifest["spec"])), target))
+        try:
+            spec = SweepSpec.from_json(specs.get(run_id, manifest["spec"]))
+        except Exception as e:  # a damaged grid: that run's results cannot be placed
+            lost = _store.Damage(
+                Path(_store.META_DIR) / _store.MANIFEST,
+                f"holds a grid of run {run_id} that cannot be read ({type(e).__name__}: {e})",
+                fix="that run's results are left out; resume=True re-runs their cells",
+            )
+            if damage is None:
+                warnings.warn(f"mushin_nb: {lost.describe()}", RuntimeWarning, stacklevel=2)
+            else:
+                damage.append(lost)
+            continue
+        out.extend(remap_results(recs, spec, target))
+    done = {r.index for r in out if r.status == "done"}
+    out = [r for r in out if not (_store.is_damaged(r) and r.index in done)]
     out.sort(key=lambda r: r.job_num)
+    if damage is not None:
+        placed = {r.error["message"]: r for r in out if _store.is_damaged(r)}  # type: ignore[index]
+        kept = []
+        for d in damage:
+            if d.marker is not None and d.marker.index:
+                r = placed.get((d.marker.error or {}).get("message", ""))
+                if r is None:
+                    continue  # re-run since, or not a cell of this grid
+                d.cell = ", ".join(f"{k}={v!r}" for k, v in target.cell_params(r.index).items())
+            kept.append(d)
+        damage[:] = kept
     return out
 
 
@@ -879,18 +743,32 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
         ``metrics_filename`` the metrics are read from those files instead.
         Directories made by rai mushin or plain Hydra (no mushin_nb manifest) are
         read from Hydra's own files. Returns ``self``.
+
+        Damage stays local: a missing or corrupt result file, a damaged index line or
+        manifest costs only the cells involved. Those cells are failed results whose
+        error type is ``"DamagedResult"`` (``resume=True`` re-runs exactly them), and
+        one RuntimeWarning names the damaged files (``mushin-nb check DIR`` reports,
+        ``--repair`` rebuilds what can be rebuilt).
         """
-        self._reset()
-        self.working_dir = working_dir
-        wd = self.working_dir
-        manifest = _store.read_manifest(wd)
+        wd = Path(working_dir).resolve()
+        if not wd.is_dir():
+            self.working_dir = working_dir  # raises, naming the directory
+        damage: list[_store.Damage] = []
+        manifest = _store.read_manifest(wd, damage=damage)
         if manifest is not None:
-            self._manifest = manifest
-            self._spec = SweepSpec.from_json(manifest["spec"])
-            records = _store.read_records(wd, run_ids=manifest.get("runs"))
-            self._results = manifest_results(manifest, records, self._spec)
+            spec = SweepSpec.from_json(manifest["spec"])
+            records = _store.read_records(wd, run_ids=manifest.get("runs"), damage=damage)
+            results = manifest_results(manifest, records, spec, damage=damage)
         else:
-            self._spec, self._results = _load_plain_hydra(wd)
+            fatal = [d for d in damage if d.fatal]
+            if fatal:
+                raise ValueError(f"Cannot load the sweep in {wd}: {fatal[0].describe(wd)}.")
+            spec, results = _load_plain_hydra(wd)
+        self._reset()
+        self.working_dir = wd
+        self._manifest = manifest
+        self._spec, self._results = spec, results
+        _store.warn_damage(wd, damage, stacklevel=2)
         self.cfgs_ = None
         self.jobs = []
         self.jobs_post_process()

@@ -209,8 +209,10 @@ def test_ragged_metric_shapes_name_metric_and_shapes():
 
     wf = Ragged()
     wf.run(n=multirun([2, 3]), working_dir="d", progress=False)
-    with pytest.raises(ValueError, match=r"'curve'.*\(2,\).*\(3,\)"):
-        wf.to_xarray()
+    with pytest.warns(RuntimeWarning, match=r"'curve'.*\(2,\).*\(3,\)"):
+        ds = wf.to_xarray()
+    assert ds["curve"].sel(n=3).values.tolist() == [0.0, 0.0, 0.0]
+    assert ds["curve"].sel(n=2).values[:2].tolist() == [0.0, 0.0] and np.isnan(ds["curve"].sel(n=2).values[2])
 
 
 def test_bad_keyword_types_and_repeats():
@@ -354,7 +356,7 @@ def test_metrics_and_cfgs_attributes():
 def test_two_runs_in_the_same_second_get_their_own_directories(monkeypatch):
     import datetime
 
-    import mushin_nb._workflows as wmod
+    import mushin_nb._launch as wmod
 
     class Frozen(datetime.datetime):
         @classmethod
@@ -399,5 +401,5 @@ def test_single_value_multirun_is_a_dimension():
 def test_jobs_with_a_launcher_that_has_no_worker_count_is_an_error():
     with pytest.raises(ValueError, match="jobs=3"):
         Grid().run(x=multirun([1]), y=1, jobs=3)
-    with pytest.raises(ValueError, match="jobs=2 is not understood by launcher='ray'"):
+    with pytest.raises(ValueError, match="launcher='ray' is not a launcher this environment has"):
         Grid().run(x=multirun([1]), y=1, jobs=2, launcher="ray")

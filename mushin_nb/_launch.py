@@ -1,0 +1,480 @@
+"""Starting a sweep: validate everything, then claim, then touch the disk.
+
+``plan_sweep`` checks every argument and builds the whole plan of a sweep (its
+grid, where it goes, the Hydra overrides, the launcher) without touching the disk
+or any object. ``start_sweep`` then claims the kernel's sweep slot and the sweep
+directory's lock, checks what needs the directory (resume), and only then writes:
+a refused call changes nothing, on disk or in memory.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import _store
+from ._execution import ON_ERROR, JobRunner, SweepRun, guard_global_hydra, new_run_id, task_hash
+from ._store import JobResult
+from ._sweep import SweepSpec, build_spec, render_value
+
+__all__ = ["SweepPlan", "plan_sweep", "start_sweep", "available_launchers"]
+
+
+@dataclass
+class SweepPlan:
+    """Everything a sweep needs, checked, before anything is written."""
+
+    spec: SweepSpec
+    sweep_dir: Path | None  # None: a new unique directory under ./multirun
+    hydra_overrides: list[str]  # the user's hydra.* / group overrides (without hydra.sweep.dir)
+    sweeper: str | None
+    launcher: str  # the Hydra launcher config name
+    jobs_overrides: list[str]
+    on_error: str
+    resume: bool | str
+    workflow_name: str
+    workflow_path: str
+    task_hash: str
+    run_id: str
+    task: Callable[[Any], Any]
+    pre_task: Callable[[Any], Any] | None
+    launch_kwargs: dict[str, Any] = field(default_factory=dict)
+    cfg: Any = None
+
+
+def available_launchers() -> list[str]:
+    """The Hydra launcher config names this environment offers (after Hydra's plugin
+    scan), e.g. ``['basic', 'joblib', 'mushin_nb', ...]``."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    import hydra_plugins.mushin_nb_plugins.launcher  # noqa: F401  (registers hydra/launcher=mushin_nb)
+
+    Plugins.instance()  # registers the installed plugins' configs
+    repo = ConfigStore.instance().repo.get("hydra", {}).get("launcher", {})
+    return sorted(k[: -len(".yaml")] if k.endswith(".yaml") else k for k in repo)
+
+
+def _available_sweepers() -> list[str]:
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    import hydra_plugins.mushin_nb_plugins.sweeper  # noqa: F401
+
+    Plugins.instance()
+    repo = ConfigStore.instance().repo.get("hydra", {}).get("sweeper", {})
+    return sorted(k[: -len(".yaml")] if k.endswith(".yaml") else k for k in repo)
+
+
+def _choose_launcher(
+    launcher: str | None, hydra_ovs: list[str], aliases: Mapping[str, str]
+) -> tuple[str, bool]:
+    """The Hydra launcher config name, and whether we add ``hydra/launcher=...``."""
+    given = next(
+        (o.partition("=")[2] for o in hydra_ovs if o.partition("=")[0].lstrip("+") == "hydra/launcher"),
+        None,
+    )
+    if launcher is not None:
+        if given is not None:
+            raise ValueError(
+                f"launcher={launcher!r} and overrides=['hydra/launcher={given}'] both choose the "
+                "launcher; give it once."
+            )
+        if not isinstance(launcher, str):
+            raise TypeError(f"launcher={launcher!r}: give a launcher name (a str), e.g. launcher='joblib'")
+        chosen = aliases.get(launcher, launcher)
+        known = available_launchers()
+        if chosen not in known:
+            names = sorted(set(aliases) | set(known))
+            raise ValueError(
+                f"launcher={launcher!r} is not a launcher this environment has; choose one of "
+                f"{', '.join(repr(n) for n in names)} (a Hydra launcher plugin adds its own name)."
+            )
+        return chosen, True
+    if given is not None:
+        if given not in available_launchers():
+            raise ValueError(
+                f"overrides: hydra/launcher={given} is not a launcher this environment has; choose one "
+                f"of {', '.join(repr(n) for n in available_launchers())}."
+            )
+        return given, False
+    return "mushin_nb", True  # in-process: the fast launcher (launcher="basic" for Hydra's own)
+
+
+def _sweep_dir_from_overrides(hydra_ovs: list[str]) -> tuple[str | None, list[str]]:
+    """``hydra.sweep.dir=...`` from the user's overrides (its value, parsed by Hydra's
+    grammar), and the other overrides."""
+    from ._sweep import _parser, _unquote
+
+    rest: list[str] = []
+    found: str | None = None
+    for o in hydra_ovs:
+        k = o.partition("=")[0].lstrip("+")
+        if k == "hydra.sweep.dir":
+            (parsed,) = _parser().parse_overrides([o])
+            found = str(_unquote(parsed.value()))
+        else:
+            rest.append(o)
+    return found, rest
+
+
+def _resolve_dir_text(text: str) -> str:
+    if "${" not in text:
+        return text
+    from hydra.core.utils import setup_globals
+    from omegaconf import OmegaConf
+
+    setup_globals()
+    return str(OmegaConf.create({"d": text}).d)
+
+
+def plan_sweep(
+    workflow: Any,
+    *,
+    working_dir: str | Path | None,
+    sweeper: str | None,
+    launcher: str | None,
+    overrides: list[str] | None,
+    task: Callable[[Any], Any],
+    pre_task: Callable[[Any], Any] | None,
+    on_error: str,
+    resume: bool | str,
+    jobs: int | None,
+    workflow_overrides: Mapping[str, Any],
+    raw_string_keys: Iterable[str],
+    launch_kwargs: Mapping[str, Any],
+    launcher_aliases: Mapping[str, str],
+    jobs_overrides: Callable[[str | None, int], list[str]],
+) -> SweepPlan:
+    """Check every argument of a sweep and build its plan. Pure: nothing is written
+    and ``workflow`` is not changed; a bad argument raises before anything happens."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error={on_error!r}: choose one of {', '.join(map(repr, ON_ERROR))}")
+    if resume not in (True, False, "force") or not isinstance(resume, (bool, str)):
+        raise ValueError(f"resume={resume!r}: use True, False or 'force'")
+    if working_dir is not None and not isinstance(working_dir, (str, Path)):
+        raise TypeError(f"working_dir={working_dir!r}: give a directory path (str or pathlib.Path)")
+    if resume and working_dir is None:
+        raise ValueError("resume=True needs working_dir=<the sweep directory to resume>")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs={jobs!r}: give a number of parallel workers >= 1 (or leave it out)")
+    if overrides is not None and (isinstance(overrides, str) or not isinstance(overrides, (list, tuple))):
+        raise TypeError(
+            f"overrides={overrides!r}: give a list of Hydra override strings, e.g. overrides=['+x=1,2']"
+        )
+    spec = build_spec(
+        base_cfg=workflow.eval_task_cfg,
+        overrides=list(overrides or []),
+        workflow_overrides=workflow_overrides,
+        raw_string_keys=raw_string_keys,
+    )
+    sweep_dir_text, hydra_ovs = _sweep_dir_from_overrides(spec.hydra_overrides)
+    if working_dir is not None:
+        sweep_dir: Path | None = Path(working_dir).absolute()
+    elif sweep_dir_text is not None:
+        sweep_dir = Path(_resolve_dir_text(sweep_dir_text)).absolute()
+    else:
+        sweep_dir = None
+    if sweep_dir is not None and "${" in str(sweep_dir):
+        raise ValueError(
+            f"working_dir={str(sweep_dir)!r} contains '${{': Hydra reads it in its job paths as an "
+            "interpolation, so the jobs' files would land elsewhere. Choose a directory name without '${'."
+        )
+    if sweep_dir is not None and sweep_dir.exists() and not sweep_dir.is_dir():
+        raise NotADirectoryError(
+            f"working_dir={str(sweep_dir)!r} is a file, not a directory; choose a directory"
+        )
+    user_sweeper = any(o.startswith("hydra/sweeper=") for o in hydra_ovs)
+    if sweeper is not None and sweeper not in _available_sweepers():
+        raise ValueError(
+            f"sweeper={sweeper!r} is not a sweeper this environment has; choose one of "
+            f"{', '.join(map(repr, _available_sweepers()))}"
+        )
+    if resume and (sweeper not in (None, "mushin_nb") or user_sweeper):
+        raise ValueError("resume=True works with the default sweeper only; drop sweeper=...")
+    chosen, _ = _choose_launcher(launcher, hydra_ovs, launcher_aliases)
+    jobs_ovs = jobs_overrides(chosen, jobs) if jobs is not None else []
+    if resume and (sweep_dir is None or not (sweep_dir / _store.META_DIR).is_dir()):
+        raise FileNotFoundError(
+            f"resume=True: {working_dir!s} holds no mushin_nb sweep to resume (no {_store.META_DIR}/ in it); "
+            "check working_dir, or drop resume=True to start a new sweep there."
+        )
+    return SweepPlan(
+        spec=spec,
+        sweep_dir=sweep_dir,
+        hydra_overrides=hydra_ovs,
+        sweeper=sweeper,
+        launcher=chosen,
+        jobs_overrides=jobs_ovs,
+        on_error=on_error,
+        resume=resume,
+        workflow_name=type(workflow).__name__,
+        workflow_path=f"{type(workflow).__module__}.{type(workflow).__qualname__}",
+        task_hash=task_hash(workflow.task, workflow.pre_task),
+        run_id=new_run_id(),
+        task=task,
+        pre_task=pre_task,
+        launch_kwargs=dict(launch_kwargs),
+        cfg=workflow.eval_task_cfg,
+    )
+
+
+def _unique_sweep_dir(root: Path) -> Path:
+    now = _dt.datetime.now()
+    base = root / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
+    cand, k = base, 0
+    while True:
+        try:
+            cand.mkdir(parents=True, exist_ok=False)
+            return cand
+        except FileExistsError:
+            k += 1
+            cand = base.with_name(f"{base.name}-{k}")
+
+
+def _hydra_overrides(plan: SweepPlan, sweep_dir: Path) -> list[str]:
+    """The Hydra overrides of the launch. Internal values (the directory, the run id)
+    are rendered as quoted strings, never left to Hydra's grammar to read."""
+    ovs = list(plan.hydra_overrides)
+    out: list[str] = list(ovs)
+    out.append(f"hydra.sweep.dir={render_value(str(sweep_dir))}")
+    if not any(o.partition("=")[0].lstrip("+") == "hydra.job.chdir" for o in ovs):
+        out.append("hydra.job.chdir=True")
+    if not any(o.startswith("hydra/hydra_logging=") for o in ovs):
+        # Hydra's own "Launching N jobs" lines stay out of notebook cells (the progress
+        # bar and the live view say it); each job's log file is unchanged
+        out.append("hydra/hydra_logging=none")
+    if plan.launch_kwargs.get("with_log_configuration", True) and not any(
+        o.startswith("hydra/job_logging=") or o.partition("=")[0].lstrip("+").startswith("hydra.job_logging")
+        for o in ovs
+    ):
+        # jobs log to their own <job_name>.log; a console handler on the root logger
+        # would echo every later log line of the notebook's process into its cells
+        out.append("hydra.job_logging.root.handlers=[file]")
+    if plan.sweeper is not None:
+        out.append(f"hydra/sweeper={plan.sweeper}")
+    elif not any(o.startswith("hydra/sweeper=") for o in ovs):
+        out.append("hydra/sweeper=mushin_nb")
+        out.append(f"hydra.sweeper.run_id={render_value(plan.run_id)}")
+    if not any(o.partition("=")[0].lstrip("+") == "hydra/launcher" for o in ovs):
+        out.append(f"hydra/launcher={plan.launcher}")
+    out.extend(plan.jobs_overrides)
+    out.extend(plan.spec.task_overrides())
+    return out
+
+
+def _reusable(
+    plan: SweepPlan, sweep_dir: Path, old: Mapping[str, Any], *, force: bool, damage: list[_store.Damage]
+) -> tuple[list[JobResult], int]:
+    """The done results in ``sweep_dir`` that belong to cells of the plan's grid, and
+    the first free job number."""
+    from ._workflows import manifest_results
+
+    records = _store.read_records(sweep_dir, run_ids=old.get("runs"), damage=damage)
+    done = [r for r in manifest_results(old, records, plan.spec, damage=damage) if r.status == "done"]
+    _store.warn_damage(sweep_dir, damage, stacklevel=5)
+    stale = [r for r in done if r.task_hash and r.task_hash != plan.task_hash]
+    if stale and not force:
+        raise ValueError(
+            f"The task of {plan.workflow_name} changed since {len(stale)} of the results in "
+            f"{sweep_dir} were computed, so resuming would mix results of two versions of the "
+            "code. Pass resume='force' to reuse them anyway, or resume=False (or another "
+            "working_dir) to compute every cell again."
+        )
+    return done, 1 + max((r.job_num for r in records), default=-1)
+
+
+def _claim_dir(plan: SweepPlan) -> tuple[Path, Any, Callable[[], None]]:
+    """Create (if needed) and lock the sweep directory. Returns the directory, the lock
+    and an undo that removes what this call created (for a refusal after it)."""
+    from ._lock import SweepLock
+
+    if plan.sweep_dir is None:
+        sweep_dir = _unique_sweep_dir(Path("multirun").absolute())
+        created = [sweep_dir]
+    else:
+        sweep_dir = plan.sweep_dir
+        created = []
+        p = sweep_dir
+        while not p.exists():
+            created.append(p)
+            p = p.parent
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+    meta_existed = (sweep_dir / _store.META_DIR).exists()
+
+    def undo() -> None:
+        if not meta_existed:
+            try:
+                (sweep_dir / _store.META_DIR).rmdir()
+            except OSError:
+                pass
+        for d in created:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                break
+
+    lock = SweepLock(sweep_dir)
+    try:
+        lock.acquire()
+    except BaseException:
+        undo()
+        raise
+    return sweep_dir, lock, undo
+
+
+def start_sweep(plan: SweepPlan, *, bind: Callable[[SweepRun], None] | None = None) -> SweepRun:
+    """Run a planned sweep in a background thread and return its :class:`SweepRun`.
+
+    Claims this kernel's sweep slot (Hydra holds process-wide state while it runs),
+    then the sweep directory's lock (one writer per directory, across processes and
+    machines); checks a resume against what is on disk; only then archives an
+    earlier index, writes the manifest and starts. ``bind(run)`` is called once
+    everything is claimed and checked, just before the sweep starts (the workflow
+    facade resets itself there). Any refusal leaves disk and objects unchanged.
+    """
+    from ._execution import claim_sweep_slot, release_sweep_slot
+
+    claim_sweep_slot()
+    lock = None
+    undo: Callable[[], None] = lambda: None  # noqa: E731
+    try:
+        sweep_dir, lock, undo = _claim_dir(plan)
+        damage: list[_store.Damage] = []  # reported once, by a resume (a new run replaces it all)
+        old = _store.read_manifest(sweep_dir, damage=damage)
+        previous: list[JobResult] = []
+        start_num = 0
+        runs = [plan.run_id]
+        run_specs = {plan.run_id: plan.spec.to_json()}
+        if old is not None and plan.resume:
+            previous, start_num = _reusable(plan, sweep_dir, old, force=plan.resume == "force", damage=damage)
+            runs = list(old.get("runs", [])) + runs
+            run_specs = {**old.get("run_specs", {}), **run_specs}
+        elif old is None and plan.resume:
+            raise FileNotFoundError(
+                f"resume=True: {sweep_dir} holds no mushin_nb sweep to resume (no manifest); "
+                "drop resume=True to start a new sweep there."
+            )
+        sweep = SweepRun(
+            spec=plan.spec,
+            sweep_dir=sweep_dir,
+            run_id=plan.run_id,
+            on_error=plan.on_error,
+            workflow_name=plan.workflow_name,
+            previous=previous,
+            start_num=start_num,
+        )
+        runner = _runner(plan, sweep_dir)
+        launch_overrides = _hydra_overrides(plan, sweep_dir)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        undo()
+        release_sweep_slot()
+        raise
+
+    # ---- from here on, the sweep is ours: write
+    try:
+        if old is not None and not plan.resume:
+            n = _store.archive_index(sweep_dir)
+            if n:
+                warnings.warn(
+                    f"{sweep_dir} already held a sweep ({n} job records); this run replaces it. "
+                    "Pass resume=True to keep and reuse those results instead.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+        _store.clear_cancel(sweep_dir)
+        manifest = {
+            "format": 1,
+            "workflow": plan.workflow_path,
+            "task_hash": plan.task_hash,
+            "runs": runs,
+            "spec": plan.spec.to_json(),
+            "run_specs": run_specs,  # each run's grid: its records' indices refer to it
+            "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        }
+        _store.write_manifest(sweep_dir, manifest)
+        sweep.manifest = manifest
+        if previous:
+            print(
+                f"mushin_nb: resume: {len(previous)} of {plan.spec.size} cells already done in "
+                f"{sweep_dir}; running the other {plan.spec.size - len(previous)}.",
+                file=sys.stderr,
+            )
+        sweep._on_finish.insert(0, lambda _run: lock.release())
+        lock.on_lost = lambda reason: _lost_lock(sweep, reason)
+        if bind is not None:
+            bind(sweep)
+    except BaseException:
+        lock.release()
+        release_sweep_slot()
+        raise
+    sweep._start(_launcher_fn(plan, runner, launch_overrides), slot_claimed=True)
+    return sweep
+
+
+def _lost_lock(sweep: SweepRun, reason: str) -> None:
+    """Another process took this sweep's directory lock (our heartbeat stalled past its
+    stale limit): stop starting jobs rather than write beside another writer."""
+    warnings.warn(
+        f"mushin_nb: the lock of {sweep.sweep_dir} was lost ({reason}); cancelling this sweep so two "
+        "writers never share the directory. Finished results are kept.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    sweep.cancel()
+
+
+def _runner(plan: SweepPlan, sweep_dir: Path) -> JobRunner:
+    from ._sweep import reserved_metric_names
+
+    return JobRunner(
+        task=plan.task,
+        pre_task=plan.pre_task,
+        sweep_dir=str(sweep_dir),
+        run_id=plan.run_id,
+        lookup=plan.spec.lookup(),
+        params=[(p.name, list(p.values)) for p in plan.spec.swept],
+        on_error=plan.on_error,
+        workflow=plan.workflow_name,
+        task_hash=plan.task_hash,
+        reserved=reserved_metric_names(plan.spec),
+    )
+
+
+def _launcher_fn(plan: SweepPlan, runner: JobRunner, launch_overrides: list[str]) -> Callable[[], Any]:
+    from hydra_zen import launch
+
+    import hydra_plugins.mushin_nb_plugins.launcher  # noqa: F401  (registers hydra/launcher=mushin_nb)
+    import hydra_plugins.mushin_nb_plugins.sweeper  # noqa: F401  (registers hydra/sweeper=mushin_nb)
+
+    kw = dict(plan.launch_kwargs)
+    cfg = plan.cfg
+
+    def do_launch() -> Any:
+        restore = guard_global_hydra()
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        try:
+            return launch(cfg, runner, overrides=launch_overrides, multirun=True, **kw)
+        finally:
+            restore()
+            # Hydra leaves the last job's log file handler on the root logger: later log
+            # lines of this process would be written into a finished sweep's job directory
+            for h in list(root.handlers):
+                if h not in handlers:
+                    root.removeHandler(h)
+                    h.close()
+            for h in handlers:
+                if h not in root.handlers:
+                    root.addHandler(h)
+            root.setLevel(level)
+
+    return do_launch
