@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import ast
 import inspect
+import keyword
+import re
+import symtable
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -71,6 +75,44 @@ def _unquote(text: str | None) -> str | None:
     if text and len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
     return text
+
+
+# the engine's keyword arguments -> the magic's options, for the engine's refusals
+_OPTION_TERMS = [
+    (re.compile(r"\bresume='force'"), "--resume --force (resume='force')"),
+    (re.compile(r"\bresume=True\b"), "--resume"),
+    (re.compile(r"\bresume=False\b"), "no --resume"),
+    (re.compile(r"\bworking_dir="), "-d/--working-dir "),
+    (re.compile(r"\blauncher='([^']*)'"), r"--launcher \1"),
+    (re.compile(r"\blauncher="), "--launcher "),
+    (re.compile(r"\bjobs="), "-j/--jobs "),
+    (re.compile(r"\bon_error='([^']*)'"), r"--on-error \1"),
+    (re.compile(r"\bon_error="), "--on-error "),
+]
+
+
+def in_option_terms(message: str) -> str:
+    """An engine message with its keyword arguments named as the magic's options.
+
+    >>> in_option_terms("jobs=2 needs a parallel launcher: launcher='joblib'")
+    '-j/--jobs 2 needs a parallel launcher: --launcher joblib'
+    """
+    for pat, repl in _OPTION_TERMS:
+        message = pat.sub(repl, message)
+    return message
+
+
+_MISSING = object()
+
+
+def _bound_names(code: str) -> set[str]:
+    """The names a cell's code binds at the top level (def, class, import,
+    assignment, for/with targets, ...), found without running it."""
+    try:
+        table = symtable.symtable(code, "<cell>", "exec")
+    except SyntaxError:
+        return set()
+    return {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
 
 
 def _is_workflow_class(obj: Any) -> bool:
@@ -161,48 +203,41 @@ class MushinMagics(Magics):
         and at the end, and ``NAME_run`` is the live ``SweepRun``
         (``NAME_run.wait()``, ``.cancel()``, ``.dataset``). With ``--panel`` the
         cell's value is the panel (also bound to ``NAME`` with ``-o``).
+
+        A refused line (a bad option or value, another sweep running in this
+        kernel, a sweep directory another process is writing) starts nothing and
+        changes nothing: no file is written, ``NAME`` and ``NAME_run`` keep their
+        values, and the names the body bound are put back; the error says why in
+        the options' terms.
         """
         cell = cell or ""
         args = self._parse(line)
+        # a refused call changes nothing: the options are checked before the body
+        # runs, and a refusal after it puts back the names the body bound
+        self._check_options(args)
         ip = self.shell
         ns = ip.user_ns
-        wf = self._workflow(args, cell)
-        overrides = self._check_overrides(wf, args.overrides)
-        working_dir = _unquote(args.working_dir)
-        save = _unquote(args.save)
-        if args.panel:
-            return self._panel(wf, args, working_dir, save)
-        if args.force and not args.resume:
-            raise UsageError("--force goes with --resume (reuse results of an earlier version of the task).")
-        if args.resume and not working_dir:
-            raise UsageError("--resume needs -d/--working-dir DIR: the directory of the sweep to resume.")
-        if args.jobs is not None and args.jobs < 1:
-            raise UsageError(f"-j/--jobs {args.jobs}: give a number of parallel jobs >= 1.")
-        if save:
-            from pathlib import Path
-
-            if Path(save).exists() and not args.overwrite:
-                raise UsageError(
-                    f"--save {save}: the file exists; add --overwrite to replace it, or choose another path."
-                )
-        if not args.no_view:
-            from . import _deps
-
-            _deps.pn()  # load panel and hvplot before the sweep starts, not while it runs
+        code = ip.transform_cell(cell) if cell.strip() else ""
+        before = {n: ns.get(n, _MISSING) for n in _bound_names(code)}
         try:
-            run = wf.start(
-                overrides=overrides,
-                working_dir=working_dir,
-                launcher=_unquote(args.launcher),
-                jobs=args.jobs,
-                on_error=args.on_error,
-                resume="force" if (args.resume and args.force) else args.resume,
-                with_log_configuration=False,
-            )
-        except (ValueError, TypeError, FileNotFoundError) as e:
-            raise UsageError(f"%%mushin_sweep: {e}") from None
-        except RuntimeError as e:  # another sweep is running
-            raise UsageError(str(e)) from None
+            wf = self._workflow(args, cell)
+            overrides = self._check_overrides(wf, args.overrides)
+            working_dir = _unquote(args.working_dir)
+            save = _unquote(args.save)
+            if args.panel:
+                return self._panel(wf, args, working_dir, save)
+            if not args.no_view:
+                from . import _deps
+
+                _deps.pn()  # load panel and hvplot before the sweep starts, not while it runs
+            run = self._start(wf, args, overrides, working_dir)
+        except UsageError:
+            for name, value in before.items():
+                if value is _MISSING:
+                    ns.pop(name, None)
+                else:
+                    ns[name] = value
+            raise
         out = args.out
 
         def bind(ds: Any) -> None:
@@ -248,6 +283,73 @@ class MushinMagics(Magics):
         return None
 
     # ------------------------------------------------------------------ pieces
+    def _check_options(self, args: Any) -> None:
+        """Every check of the options alone, before anything runs."""
+        from mushin_nb._store import META_DIR
+
+        if args.out is not None and (not args.out.isidentifier() or keyword.iskeyword(args.out)):
+            raise UsageError(f"-o {args.out}: give a Python name to bind the Dataset to, e.g. -o ds.")
+        if args.panel:
+            return
+        working_dir = _unquote(args.working_dir)
+        save = _unquote(args.save)
+        if args.force and not args.resume:
+            raise UsageError("--force goes with --resume (reuse results of an earlier version of the task).")
+        if args.resume and not working_dir:
+            raise UsageError("--resume needs -d/--working-dir DIR: the directory of the sweep to resume.")
+        if args.jobs is not None and args.jobs < 1:
+            raise UsageError(f"-j/--jobs {args.jobs}: give a number of parallel jobs >= 1.")
+        if working_dir:
+            wd = Path(working_dir).expanduser()
+            if wd.exists() and not wd.is_dir():
+                raise UsageError(
+                    f"-d/--working-dir {working_dir}: it is a file, not a directory; choose a directory."
+                )
+            if args.resume and not (wd / META_DIR).is_dir():
+                raise UsageError(
+                    f"--resume: {working_dir} holds no mushin_nb sweep to resume (no {META_DIR}/ in it); "
+                    "check -d/--working-dir, or drop --resume to start a new sweep there."
+                )
+        if args.overwrite and not save:
+            raise UsageError("--overwrite goes with --save PATH.nc (replace that file when the sweep ends).")
+        if save:
+            sp = Path(save).expanduser()
+            if sp.is_dir():
+                raise UsageError(
+                    f"--save {save}: it is a directory; give a file name, e.g. --save {sp / 'results.nc'}."
+                )
+            if sp.exists() and not args.overwrite:
+                raise UsageError(
+                    f"--save {save}: the file exists; add --overwrite to replace it, or choose another path."
+                )
+
+    def _start(self, wf: Any, args: Any, overrides: list[str], working_dir: str | None) -> Any:
+        """``wf.start(...)``; the engine's refusals as UsageErrors in the magic's terms."""
+        from mushin_nb._execution import SweepBusy
+
+        try:
+            return wf.start(
+                overrides=overrides,
+                working_dir=working_dir,
+                launcher=_unquote(args.launcher),
+                jobs=args.jobs,
+                on_error=args.on_error,
+                resume="force" if (args.resume and args.force) else args.resume,
+                with_log_configuration=False,
+            )
+        except SweepBusy:
+            raise UsageError(
+                "%%mushin_sweep: another sweep is running in this kernel, and sweeps run one at a time "
+                "(Hydra's state is process-wide). Wait for it to end, or stop it (its view's stop button, "
+                "or NAME_run.cancel() for one started with -o NAME), then run this cell again. Nothing was "
+                "started or changed."
+            ) from None
+        except (ValueError, TypeError, OSError, RuntimeError) as e:
+            # bad values the engine found, or the sweep directory locked by another process
+            raise UsageError(
+                f"%%mushin_sweep: {in_option_terms(str(e))} Nothing was started or changed."
+            ) from None
+
     def _parse(self, line: str) -> Any:
         tokens = split_line(line)
         parser = self.mushin_sweep.parser

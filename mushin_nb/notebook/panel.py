@@ -27,6 +27,7 @@ from __future__ import annotations
 import html
 import inspect
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ in-process launcher (Hydra's ``BasicLauncher`` semantics, composing once)."""
 
 _LABELS = {DEFAULT_LAUNCHER: "in-process (default)", "basic": "basic (Hydra's own)"}
 # registered under hydra/launcher but not names to pick: what launcher="joblib" runs
-_INTERNAL = {"mushin_nb_joblib"}
+_INTERNAL = {"mushin_nb_joblib", "mushin_nb_submitit_local", "mushin_nb_submitit_slurm"}
 _ALIASES = {
     None: DEFAULT_LAUNCHER,
     "": DEFAULT_LAUNCHER,
@@ -107,6 +108,31 @@ def make_workflow(obj: Any) -> Any:
     raise TypeError(
         f"sweep_panel needs a task function or a workflow (class or instance); got {type(obj).__name__}"
     )
+
+
+# the engine's keyword arguments -> the panel's controls, for the engine's refusals
+_CONTROL_TERMS = [
+    (re.compile(r"\bresume='force'"), "resume='force' (in code only: wf.start(..., resume='force'))"),
+    (re.compile(r"\bresume=True\b"), "resume (ticked)"),
+    (re.compile(r"\bresume=False\b"), "resume unticked"),
+    (re.compile(r"\bworking_dir="), "working directory "),
+    (re.compile(r"\blauncher='([^']*)'"), r"launcher \1"),
+    (re.compile(r"\blauncher="), "launcher "),
+    (re.compile(r"\bjobs="), "parallel jobs "),
+    (re.compile(r"\bon_error='([^']*)'"), r"on error: \1"),
+    (re.compile(r"\bon_error="), "on error "),
+]
+
+
+def in_control_terms(message: str) -> str:
+    """An engine message with its keyword arguments named as the panel's controls.
+
+    >>> in_control_terms("jobs=2 needs a parallel launcher: launcher='joblib'")
+    'parallel jobs 2 needs a parallel launcher: launcher joblib'
+    """
+    for pat, repl in _CONTROL_TERMS:
+        message = pat.sub(repl, message)
+    return message
 
 
 def _fmt_size(n: int) -> str:
@@ -370,6 +396,8 @@ class SweepPanel(param.Parameterized):
         self.cancel_button.on_click(lambda e: self.cancel())
         self.jobs_text = pn.pane.HTML("", margin=(12, 10))
         self.reason_text = pn.pane.Alert("", alert_type="warning", visible=False, margin=(0, 5))
+        # why the last Run (or Refine) was refused; hidden once a run starts
+        self.refusal_alert = pn.pane.Alert("", alert_type="danger", visible=False, margin=(0, 5))
         self.message_text = pn.pane.HTML("", margin=(5, 10))
         self.progress = pn.indicators.Progress(value=0, max=1, width=240, visible=False, margin=(12, 10))
         self.progress_text = pn.pane.HTML("", margin=(5, 10))
@@ -449,19 +477,36 @@ class SweepPanel(param.Parameterized):
     # -------------------------------------------------------------- actions
     def start(self, **overrides: Any) -> Any:
         """What Run does: ``workflow.start(**self.kwargs())`` in the background;
-        returns the ``SweepRun`` (None if it could not start: see ``message``)."""
+        returns the ``SweepRun``. A refused Run (None) changes nothing, on disk or in
+        the panel: it says why in ``message`` and in an alert above the results."""
+        from mushin_nb._execution import SweepBusy
+
         from .view import LiveView
 
         if self.reason:
-            self._say(f"Cannot run: {self.reason}", error=True)
+            self._refuse(f"Cannot run: {self.reason}")
             return None
         try:
             kw = self.kwargs()
             kw.update(overrides)
             run = self.workflow.start(**kw)
-        except (ValueError, TypeError, RuntimeError, FileNotFoundError) as e:
-            self._say(f"Cannot run: {e}", error=True)
+        except SweepBusy:
+            self._refuse(
+                "Cannot run: another sweep is running in this kernel (started from a cell or another "
+                "panel), and sweeps run one at a time. Wait for it to end or cancel it, then click Run "
+                "again. Nothing was started or changed."
+            )
             return None
+        except Exception as e:  # a button has no caller to raise to: say it in the panel
+            what = (
+                ""
+                if isinstance(e, (ValueError, TypeError, OSError, RuntimeError))
+                else f"{type(e).__name__}: "
+            )
+            self._refuse(f"Cannot run: {what}{in_control_terms(str(e))} Nothing was started or changed.")
+            return None
+        self.refusal_alert.visible = False
+        self.refusal_alert.object = ""
         self.run = run
         if self.view is not None:
             self.view.close()
@@ -477,6 +522,12 @@ class SweepPanel(param.Parameterized):
         self._say(f"Started {run.status['total']} jobs{skipped} in {run.sweep_dir}")
         self._update()
         return run
+
+    def _refuse(self, text: str) -> None:
+        """Say why an action was refused: ``message`` and the red alert."""
+        self._say(text, error=True)
+        self.refusal_alert.object = html.escape(text)
+        self.refusal_alert.visible = True
 
     def _view_kwargs(self) -> dict[str, Any]:
         return {}
@@ -622,6 +673,7 @@ class SweepPanel(param.Parameterized):
             opts,
             pn.Row(self.run_button, self.cancel_button, self.jobs_text, self.progress),
             self.reason_text,
+            self.refusal_alert,
             self.message_text,
             self.progress_text,
             self.failures_table,

@@ -90,12 +90,13 @@ class RobustnessPanel(SweepPanel):
     def refine(self) -> Any:
         """Add ``refine_count`` epsilons inside ``[refine_start, refine_stop]`` and
         run only them (``resume=True`` in the last run's working directory).
-        Returns the new ``SweepRun`` (None if it could not start: see ``message``)."""
+        Returns the new ``SweepRun``; None if it could not start (see ``message``),
+        and then the widgets are as they were."""
         if self.run is None:
-            self._say("Refine needs a finished run: click Run first.", error=True)
+            self._refuse("Refine needs a finished run: click Run first.")
             return None
         if not self.run.done:
-            self._say("A sweep is running: wait for it before refining.", error=True)
+            self._refuse("A sweep is running: wait for it before refining.")
             return None
         try:
             eps = refined_values(
@@ -106,12 +107,17 @@ class RobustnessPanel(SweepPanel):
                 log=self.refine_log,
             )
         except ValueError as e:
-            self._say(str(e), error=True)
+            self._refuse(str(e))
             return None
-        self.pickers["epsilon"].set_values(eps)
+        picker = self.pickers["epsilon"]
+        before = (picker.input.value, self.working_dir, self.resume)
+        picker.set_values(eps)
         self.working_dir = str(self.run.sweep_dir)
         self.resume = True
-        return self.start()
+        run = self.start()
+        if run is None:  # refused: the widgets go back to what they were
+            picker.input.value, self.working_dir, self.resume = before
+        return run
 
     # -------------------------------------------------------------- reference
     def set_reference(self, ds: Any, label: str = "reference") -> None:

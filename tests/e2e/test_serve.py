@@ -1,4 +1,5 @@
-"""``mushin-nb serve FILE:CLASS`` in a real browser: the panel renders, a Run completes."""
+"""``mushin-nb serve FILE:CLASS`` in a real browser: opened at the URL it prints (with its
+token), the panel renders and a Run completes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,13 +36,26 @@ def served(tmp_path, artifacts):
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}/"
     try:
+        url = _printed_url(proc, log_path, port, 90)
         wait_http(url, proc, 90, log_path)
         yield url, LogWatch(lambda: log_path.read_text(errors="replace")), tmp_path
     finally:
         stop_process(proc)
         log.close()
+
+
+def _printed_url(proc, log_path: Path, port: int, timeout: float) -> str:
+    """The URL serve prints once listening: ``http://127.0.0.1:PORT/?token=...``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.search(rf"(http://127\.0\.0\.1:{port}/\?token=\w+)", log_path.read_text(errors="replace"))
+        if m:
+            return m.group(1)
+        if proc.poll() is not None:
+            raise RuntimeError(f"serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    raise TimeoutError(f"serve printed no tokened URL within {timeout} s:\n{log_path.read_text()[-3000:]}")
 
 
 def _text(page) -> str:
@@ -49,7 +64,9 @@ def _text(page) -> str:
 
 def test_serve_renders_panel_and_runs(page, served, shot, clock):
     url, log, workdir = served
-    page.goto(url)
+    bare = page.request.get(url.split("?")[0])  # without the token: refused
+    assert bare.status == 401 and "needs its token" in bare.text()
+    page.goto(url)  # the printed URL: the token is kept in a cookie for the websocket
     run = page.get_by_role("button", name="Run", exact=True)
     run.wait_for(timeout=60_000)
     x = page.locator("input[placeholder^='e.g. 0.01']").first

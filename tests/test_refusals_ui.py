@@ -1,0 +1,301 @@
+"""A refused ``%%mushin_sweep`` or panel Run changes nothing and says why.
+
+Refused: a bad option or value, another sweep running in this kernel, a sweep
+directory another process writes. Each test snapshots the directory tree (paths,
+sizes, mtimes, contents) and the namespace / panel state before the refused call
+and compares after: equal, and the message names the problem in the surface's terms
+(the magic's option names; the panel's controls, in a red alert).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from IPython.core.error import UsageError
+
+from mushin_nb import MultiRunMetricsWorkflow, RobustnessCurve, multirun
+
+pytest.importorskip("panel")
+
+SQUARE = """
+def task(x: int, k: int = 1) -> dict:
+    return dict(y=x * k)
+"""
+
+
+class Gated(MultiRunMetricsWorkflow):
+    """Each job waits until the file ``gate`` exists: a sweep that keeps running."""
+
+    @staticmethod
+    def task(x: int, gate: str) -> dict:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return dict(y=x)
+
+
+class Sq(MultiRunMetricsWorkflow):
+    @staticmethod
+    def task(x: int) -> dict:
+        return dict(y=x * x)
+
+
+class Curve(RobustnessCurve):
+    @staticmethod
+    def task(epsilon: float) -> dict:
+        return dict(acc=1.0 - epsilon)
+
+
+def tree(root: Path, skip: Path | None = None) -> dict[str, tuple]:
+    """Every path under ``root`` (and ``root``): kind, size, mtime, content hash."""
+    out: dict[str, tuple] = {}
+    for p in [root, *sorted(root.rglob("*"))]:
+        if skip is not None and (p == skip or skip in p.parents):
+            continue
+        st = p.lstat()
+        rel = str(p.relative_to(root))
+        if p.is_dir():
+            out[rel] = ("dir", st.st_mtime_ns)
+        else:
+            out[rel] = ("file", st.st_size, st.st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+    return out
+
+
+@pytest.fixture(scope="module")
+def ip():
+    from _ipy import shell
+
+    return shell()
+
+
+@pytest.fixture()
+def finished(tmp_path, monkeypatch):
+    """A finished sweep in tmp_path/done, the cwd tmp_path (default sweeps land here)."""
+    monkeypatch.chdir(tmp_path)
+    wf = Sq()
+    wf.run(x=multirun([1, 2]), working_dir=str(tmp_path / "done"), progress=False)
+    assert wf.to_xarray()["y"].values.tolist() == [1, 4]
+    return tmp_path / "done"
+
+
+@pytest.fixture()
+def gated(tmp_path):
+    """A sweep started with ``wf.start`` that runs until the gate file is made."""
+    gate = tmp_path / "gate"
+    wf = Gated()
+    run = wf.start(x=multirun([1, 2]), gate=str(gate), working_dir=str(tmp_path / "running"))
+    try:
+        yield run
+    finally:
+        gate.touch()
+        run.wait(60)
+    assert run.dataset["y"].values.tolist() == [1, 2]  # the running sweep was not disturbed
+
+
+@pytest.fixture()
+def with_past(finished):
+    """A workflow object that has run (its state is what a refused start could reset)."""
+    wf = Sq()
+    wf.run(x=multirun([3]), working_dir=str(finished.parent / "sq"), progress=False)
+    return wf
+
+
+def _bind_namespace(ip, sq=None) -> dict[str, object]:
+    """A namespace as a user leaves it: an earlier Dataset, run, task and workflow."""
+    ip.run_cell(
+        "from mushin_nb import MultiRunMetricsWorkflow\n"
+        "def task(x: int) -> dict:\n"
+        "    return dict(old=x)\n"
+        "ds = 'an earlier Dataset'\n"
+        "ds_run = 'an earlier run'\n"
+    )
+    ip.user_ns["sq"] = sq if sq is not None else Sq()
+    for k in ("ds2", "ds2_run"):
+        ip.user_ns.pop(k, None)
+    return {k: ip.user_ns[k] for k in ("task", "ds", "ds_run", "sq")}
+
+
+def _same_namespace(ip, before: dict[str, object]) -> None:
+    for k, v in before.items():
+        assert ip.user_ns.get(k) is v, f"{k} was rebound by a refused call"
+    assert "ds2" not in ip.user_ns and "ds2_run" not in ip.user_ns
+
+
+def _refused(ip, line: str, body: str = SQUARE) -> str:
+    res = ip.run_cell(f"%%mushin_sweep {line}\n{body}")
+    assert isinstance(res.error_in_exec, UsageError), res.error_in_exec
+    return str(res.error_in_exec)
+
+
+@pytest.mark.parametrize(
+    "line, says",
+    [
+        ("x=1,2 --on-error maybe", ["--on-error", "maybe"]),
+        ("x=1,2 --bogus", ["--bogus"]),
+        ("x=1,2 -j 0", ["-j/--jobs 0"]),
+        ("x=1,2 --force", ["--force goes with --resume"]),
+        ("x=1,2 --save r.nc -o 2bad", ["-o 2bad", "Python name"]),
+        ("x=1,2 --overwrite", ["--overwrite goes with --save"]),
+        ("x=abc", ["'x=abc'", "integer"]),
+        ("x=1,2 nope=3", ["'nope'", "accepts"]),
+        # found by the engine, said with the magic's option names
+        ("x=1,2 -j 2", ["-j/--jobs 2 needs a parallel launcher", "--launcher joblib", "Nothing was started"]),
+        ("x=1,2 --launcher nope", ["--launcher nope is not a launcher"]),
+    ],
+)
+def test_magic_refuses_a_bad_option_or_value_and_changes_nothing(ip, finished, tmp_path, line, says):
+    before = _bind_namespace(ip)
+    disk = tree(tmp_path)
+    msg = _refused(ip, f"{line} --no-view" if " -o " in line else f"{line} -o ds2 --no-view")
+    for text in says:
+        assert text in msg, msg
+    assert "working_dir=" not in msg and "jobs=" not in msg
+    _same_namespace(ip, before)  # `task` too: the body's definition was put back
+    assert tree(tmp_path) == disk
+
+
+def test_magic_refuses_paths_in_its_own_terms(ip, finished, tmp_path):
+    before = _bind_namespace(ip)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "out.nc").write_text("not mine to replace")
+    disk = tree(tmp_path)
+    msg = _refused(ip, f"x=1 -o ds2 --no-view -d {tmp_path / 'afile'}")
+    assert "-d/--working-dir" in msg and "is a file" in msg
+    msg = _refused(ip, f"x=1 -o ds2 --no-view -d {tmp_path / 'nowhere'} --resume")
+    assert "--resume" in msg and "no mushin_nb sweep" in msg
+    msg = _refused(ip, f"x=1 -o ds2 --no-view --save {tmp_path / 'out.nc'}")
+    assert "--overwrite" in msg
+    msg = _refused(ip, f"x=1 -o ds2 --no-view --save {tmp_path}")
+    assert "is a directory" in msg
+    _same_namespace(ip, before)
+    assert tree(tmp_path) == disk
+
+
+def test_magic_started_while_another_sweep_runs_changes_nothing(ip, finished, with_past, tmp_path, gated):
+    wf = with_past
+    before = _bind_namespace(ip, wf)
+    state = dict(vars(wf))
+    disk = tree(tmp_path, skip=gated.sweep_dir)  # the running sweep writes its own directory
+    # into the finished sweep's directory (which a refused start once archived and rewrote),
+    # into a new default directory, and with a workflow object of the namespace
+    for line in (f"x=1,2 -d {finished}", "x=1,2", "--workflow sq x=5,6", f"x=1 -d {finished} --resume"):
+        msg = _refused(ip, f"{line} -o ds2 --no-view")
+        assert "another sweep is running in this kernel" in msg and "stop it" in msg, msg
+        assert "Nothing was started or changed" in msg
+    assert not (tmp_path / "multirun").exists()
+    assert {k: v for k, v in vars(wf).items()} == state and all(vars(wf)[k] is v for k, v in state.items()), (
+        "the workflow object of the namespace was changed by a refused call"
+    )
+    _same_namespace(ip, before)
+    assert tree(tmp_path, skip=gated.sweep_dir) == disk
+    assert not gated.done
+
+
+def test_magic_on_a_directory_another_process_writes_changes_nothing(ip, finished, tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from mushin_nb._lock import SweepLock\n"
+            f"lock = SweepLock({str(finished)!r}).acquire()\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n"
+            "lock.release()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = _bind_namespace(ip)
+        disk = tree(tmp_path)
+        msg = _refused(ip, f"x=1,2 -d {finished} -o ds2 --no-view")
+        assert f"-d/--working-dir '{finished}' is being written by another sweep" in msg, msg
+        assert str(holder.pid) in msg and "working_dir=" not in msg
+        _same_namespace(ip, before)
+        assert tree(tmp_path) == disk
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+
+
+def _panel_state(p) -> dict[str, object]:
+    return dict(
+        run=p.run,
+        view=p.view,
+        values={k: list(v.values) for k, v in p.pickers.items()},
+        texts={k: v.input.value for k, v in p.pickers.items()},
+        working_dir=p.working_dir,
+        resume=p.resume,
+        launcher=p.launcher,
+        workers=p.workers,
+        on_error=p.on_error,
+        n_jobs=p.n_jobs,
+        failures=list(p.failures),
+        view_area=list(p.view_area.objects),
+        cancel=p.cancel_button.disabled,
+        progress=p.progress.visible,
+        last_saved=p.last_saved,
+    )
+
+
+def test_panel_run_while_another_sweep_runs_changes_nothing(finished, tmp_path, gated):
+    p = Sq().panel(x=[7, 8], working_dir=str(finished), interval=None)
+    assert not p.reason and not p.refusal_alert.visible
+    state = _panel_state(p)
+    disk = tree(tmp_path, skip=gated.sweep_dir)
+    p.run_button.clicks += 1  # what a click does
+    assert p.message.startswith("Cannot run: another sweep is running in this kernel"), p.message
+    assert p.refusal_alert.visible and "click Run again" in p.refusal_alert.object
+    assert _panel_state(p) == state
+    assert tree(tmp_path, skip=gated.sweep_dir) == disk
+    # once that sweep ends, Run works and the alert goes
+    (tmp_path / "gate").touch()
+    gated.wait(60)
+    p.run_button.clicks += 1
+    assert p.wait(60)["y"].values.tolist() == [49, 64]
+    assert not p.refusal_alert.visible
+
+
+def test_panel_refusals_by_the_engine_are_said_with_its_controls(finished, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    p = Sq().panel(x=[1, 2], working_dir=str(tmp_path / "afile"), interval=None)
+    state = _panel_state(p)
+    disk = tree(tmp_path)
+    p.run_button.clicks += 1
+    assert "working directory" in p.message and "is a file" in p.message, p.message
+    assert "working_dir=" not in p.message and p.refusal_alert.visible
+    assert _panel_state(p) == state and tree(tmp_path) == disk
+
+
+def test_refine_while_another_sweep_runs_puts_the_widgets_back(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    p = Curve().panel(epsilon=[0.0, 1.0], working_dir=str(tmp_path / "curve"), interval=None)
+    p.run_button.clicks += 1
+    p.wait(60)
+    gate = tmp_path / "gate"
+    other = Gated().start(x=multirun([1]), gate=str(gate), working_dir=str(tmp_path / "running"))
+    try:
+        p.working_dir, p.resume = "", False  # what the user left in the panel
+        state = _panel_state(p)
+        disk = tree(tmp_path, skip=other.sweep_dir)
+        p.refine_start, p.refine_stop, p.refine_count = 0.0, 1.0, 1
+        p.refine_button.clicks += 1
+        assert p.message.startswith("Cannot run: another sweep is running"), p.message
+        assert p.refusal_alert.visible
+        assert _panel_state(p) == state  # the epsilons, working directory and resume as they were
+        assert tree(tmp_path, skip=other.sweep_dir) == disk
+    finally:
+        gate.touch()
+        other.wait(60)
+    p.refine_button.clicks += 1  # now it runs: only the new epsilon
+    assert p.wait(60)["acc"].values.tolist() == [1.0, 0.5, 0.0] and p.run.skipped == 2
+    assert p.working_dir == str(tmp_path / "curve") and p.resume
