@@ -649,6 +649,8 @@ class SweepRun:
                 except Exception:
                     pass
                 self._settle_unrecorded()  # no cell stays pending or running
+                if isinstance(self._error, OSError):
+                    self._error = self._stopped_by(self._error)
                 _store.clear_cancel(self.sweep_dir)
                 _live.pop(self.run_id, None)
                 _active.pop("run", None)
@@ -663,6 +665,22 @@ class SweepRun:
 
         self._thread = threading.Thread(target=body, name="mushin-sweep", daemon=True)
         self._thread.start()
+
+    def _stopped_by(self, e: OSError) -> SweepError:
+        """A file-system error that stopped the whole sweep (a full disk, a lost
+        mount) as a :class:`SweepError` that says what was kept and how to go on."""
+        s = self.status
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        err = SweepError(
+            f"The sweep of {self.workflow_name} stopped: {e.strerror or e}{where}. "
+            f"{s['done']} finished results of {s['total']} are kept in {self.sweep_dir} "
+            f"({s['failed']} failed, {s['cancelled']} not run). Fix the cause (e.g. free disk space), "
+            f"then run the same sweep with working_dir='{self.sweep_dir}' and resume=True to run the rest.",
+            dataset=self.dataset,
+            failures=self.failures,
+        )
+        err.__cause__ = e
+        return err
 
     def _settle_unrecorded(self) -> None:
         """After the sweep: cells still pending or running become ``cancelled``

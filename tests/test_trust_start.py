@@ -247,3 +247,21 @@ def test_a_killed_holder_leaves_a_lock_that_is_taken_over(cleandir):
     wf = Gated()
     wf.run(x=multirun([1, 2]), gate=str(gate), working_dir=str(wd), resume=True, progress=False)
     assert wf.to_xarray()["y"].values.tolist() == [1, 2]
+
+
+def test_the_what_survives_what_table_names_real_tests():
+    """docs/troubleshooting.md's table is backed line by line: each test it names exists."""
+    import re
+
+    root = Path(__file__).parent
+    text = (root.parent / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
+    section = text.split("## What survives what", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) >= 8
+    for row in rows:
+        backed = row.rstrip(" |").rsplit("|", 1)[1]
+        refs = re.findall(r"`(test_\w+\.py)(?:::(\w+))?`", backed)
+        assert refs, f"row without a test: {row}"
+        for fname, name in refs:
+            src = (root / fname).read_text(encoding="utf-8")
+            assert not name or f"def {name}(" in src, f"{fname}::{name} named in the table does not exist"
