@@ -20,10 +20,17 @@ from typing import Any
 
 from . import _store
 from ._execution import ON_ERROR, JobRunner, SweepRun, guard_global_hydra, new_run_id, task_hash
+from ._launchers import (
+    LAUNCHERS,
+    LauncherInfo,
+    registered_hydra_launchers,
+    resolve_launcher,
+    workers_overrides,
+)
 from ._store import JobResult
 from ._sweep import SweepSpec, build_spec, render_value
 
-__all__ = ["SweepPlan", "plan_sweep", "start_sweep", "available_launchers"]
+__all__ = ["SweepPlan", "plan_sweep", "start_sweep"]
 
 
 @dataclass
@@ -48,19 +55,6 @@ class SweepPlan:
     cfg: Any = None
 
 
-def available_launchers() -> list[str]:
-    """The Hydra launcher config names this environment offers (after Hydra's plugin
-    scan), e.g. ``['basic', 'joblib', 'mushin_nb', ...]``."""
-    from hydra.core.config_store import ConfigStore
-    from hydra.core.plugins import Plugins
-
-    import hydra_plugins.mushin_nb_plugins.launcher  # noqa: F401  (registers hydra/launcher=mushin_nb)
-
-    Plugins.instance()  # registers the installed plugins' configs
-    repo = ConfigStore.instance().repo.get("hydra", {}).get("launcher", {})
-    return sorted(k[: -len(".yaml")] if k.endswith(".yaml") else k for k in repo)
-
-
 def _available_sweepers() -> list[str]:
     from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
@@ -72,39 +66,26 @@ def _available_sweepers() -> list[str]:
     return sorted(k[: -len(".yaml")] if k.endswith(".yaml") else k for k in repo)
 
 
-def _choose_launcher(
-    launcher: str | None, hydra_ovs: list[str], aliases: Mapping[str, str]
-) -> tuple[str, bool]:
-    """The Hydra launcher config name, and whether we add ``hydra/launcher=...``."""
+def _choose_launcher(launcher: str | None, hydra_ovs: list[str]) -> LauncherInfo:
+    """The launcher of a sweep: ``launcher=`` (a name of the launcher table, or a Hydra
+    launcher config name), or a ``hydra/launcher=...`` override, or the default."""
     given = next(
         (o.partition("=")[2] for o in hydra_ovs if o.partition("=")[0].lstrip("+") == "hydra/launcher"),
         None,
     )
+    if given is None:
+        return resolve_launcher(launcher)
     if launcher is not None:
-        if given is not None:
-            raise ValueError(
-                f"launcher={launcher!r} and overrides=['hydra/launcher={given}'] both choose the "
-                "launcher; give it once."
-            )
-        if not isinstance(launcher, str):
-            raise TypeError(f"launcher={launcher!r}: give a launcher name (a str), e.g. launcher='joblib'")
-        chosen = aliases.get(launcher, launcher)
-        known = available_launchers()
-        if chosen not in known:
-            names = sorted(set(aliases) | set(known))
-            raise ValueError(
-                f"launcher={launcher!r} is not a launcher this environment has; choose one of "
-                f"{', '.join(repr(n) for n in names)} (a Hydra launcher plugin adds its own name)."
-            )
-        return chosen, True
-    if given is not None:
-        if given not in available_launchers():
-            raise ValueError(
-                f"overrides: hydra/launcher={given} is not a launcher this environment has; choose one "
-                f"of {', '.join(repr(n) for n in available_launchers())}."
-            )
-        return given, False
-    return "mushin_nb", True  # in-process: the fast launcher (launcher="basic" for Hydra's own)
+        raise ValueError(
+            f"launcher={launcher!r} and overrides=['hydra/launcher={given}'] both choose the launcher; give it once."
+        )
+    known = registered_hydra_launchers()
+    if given not in known:
+        raise ValueError(
+            f"overrides: hydra/launcher={given} is not a launcher this environment has; choose one of "
+            f"{', '.join(repr(n) for n in known)}."
+        )
+    return next((i for i in LAUNCHERS if i.hydra == given), LauncherInfo(given, given))
 
 
 def _sweep_dir_from_overrides(hydra_ovs: list[str]) -> tuple[str | None, list[str]]:
@@ -149,8 +130,6 @@ def plan_sweep(
     workflow_overrides: Mapping[str, Any],
     raw_string_keys: Iterable[str],
     launch_kwargs: Mapping[str, Any],
-    launcher_aliases: Mapping[str, str],
-    jobs_overrides: Callable[[str | None, int], list[str]],
 ) -> SweepPlan:
     """Check every argument of a sweep and build its plan. Pure: nothing is written
     and ``workflow`` is not changed; a bad argument raises before anything happens."""
@@ -198,8 +177,8 @@ def plan_sweep(
         )
     if resume and (sweeper not in (None, "mushin_nb") or user_sweeper):
         raise ValueError("resume=True works with the default sweeper only; drop sweeper=...")
-    chosen, _ = _choose_launcher(launcher, hydra_ovs, launcher_aliases)
-    jobs_ovs = jobs_overrides(chosen, jobs) if jobs is not None else []
+    chosen = _choose_launcher(launcher, hydra_ovs)
+    jobs_ovs = workers_overrides(chosen, jobs) if jobs is not None else []
     if resume and (sweep_dir is None or not (sweep_dir / _store.META_DIR).is_dir()):
         raise FileNotFoundError(
             f"resume=True: {working_dir!s} holds no mushin_nb sweep to resume (no {_store.META_DIR}/ in it); "
@@ -210,7 +189,7 @@ def plan_sweep(
         sweep_dir=sweep_dir,
         hydra_overrides=hydra_ovs,
         sweeper=sweeper,
-        launcher=chosen,
+        launcher=chosen.hydra,
         jobs_overrides=jobs_ovs,
         on_error=on_error,
         resume=resume,

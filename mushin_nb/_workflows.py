@@ -38,18 +38,6 @@ class _NotSet:  # rai's sentinel for "do not pass version_base"
 
 _VERSION_BASE_DEFAULT = "1.3"
 
-LAUNCHER_ALIASES = {
-    "mushin_nb": "mushin_nb",
-    "fast": "mushin_nb",
-    "joblib": "mushin_nb_joblib",  # hydra-joblib-launcher, composing once per worker
-    "hydra_joblib": "joblib",  # hydra-joblib-launcher as it is
-    # hydra-submitit-launcher, with a job that dies (os._exit, a signal) as its cell's failure
-    "submitit_local": "mushin_nb_submitit_local",
-    "submitit_slurm": "mushin_nb_submitit_slurm",
-    "ray": "ray",
-    "basic": "basic",
-}
-
 OverrideValue = Union[str, int, float, bool, dict, None, multirun, hydra_list]
 
 
@@ -353,8 +341,6 @@ class BaseWorkflow:
             workflow_overrides=self._workflow_overrides(workflow_overrides),
             raw_string_keys=self._raw_string_keys(),
             launch_kwargs=launch_kwargs,
-            launcher_aliases=LAUNCHER_ALIASES,
-            jobs_overrides=_jobs_overrides,
         )
 
         def bind(sweep: SweepRun) -> None:
@@ -409,29 +395,6 @@ def _wrap(wrapper: Any, fn: Callable[..., Any]) -> Callable[[Any], Any]:
         # resolution gives the task exactly the value it was given.
         return zen(fn, resolve_pre_call=False)
     return wrapper(fn)
-
-
-def _jobs_overrides(launcher: str | None, n: int) -> list[str]:
-    if launcher in ("joblib", "mushin_nb_joblib"):
-        return [f"hydra.launcher.n_jobs={int(n)}"]
-    if launcher in ("submitit_slurm", "mushin_nb_submitit_slurm"):
-        return [f"hydra.launcher.array_parallelism={int(n)}"]
-    if launcher in (
-        "submitit_local",
-        "mushin_nb_submitit_local",
-    ):  # it starts a batch's jobs at once: batches of n
-        return [f"hydra.sweeper.max_batch_size={int(n)}"]
-    if launcher in (None, "basic", "mushin_nb"):
-        if n != 1:
-            raise ValueError(
-                f"jobs={n} needs a parallel launcher: launcher='joblib' (local processes) or "
-                "'submitit_local' / 'submitit_slurm'."
-            )
-        return []
-    raise ValueError(
-        f"jobs={n} is not understood by launcher={launcher!r}; set its parallelism with its own "
-        "Hydra settings in overrides=[...] (see docs/scaling.md), or use launcher='joblib'."
-    )
 
 
 def manifest_results(

@@ -28,11 +28,12 @@ import html
 import inspect
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import param
+
+from mushin_nb._launchers import DEFAULT_LAUNCHER, LAUNCHERS, installed_launchers, launcher_label
 
 from . import _deps
 from ._params import TaskParam, coerce, format_values, parse_values, task_params
@@ -43,46 +44,13 @@ __all__ = ["sweep_panel", "SweepPanel", "ValuePicker", "installed_launchers", "l
 # --------------------------------------------------------------------------- helpers
 
 
-DEFAULT_LAUNCHER = "mushin_nb"
-"""The launcher a sweep uses when none is chosen (``launcher=None``): mushin-nb's
-in-process launcher (Hydra's ``BasicLauncher`` semantics, composing once)."""
-
-_LABELS = {DEFAULT_LAUNCHER: "in-process (default)", "basic": "basic (Hydra's own)"}
-# registered under hydra/launcher but not names to pick: what launcher="joblib" runs
-_INTERNAL = {"mushin_nb_joblib", "mushin_nb_submitit_local", "mushin_nb_submitit_slurm"}
 _ALIASES = {
     None: DEFAULT_LAUNCHER,
     "": DEFAULT_LAUNCHER,
     "fast": DEFAULT_LAUNCHER,
     "mushin_nb_joblib": "joblib",
 }
-_SERIAL = (DEFAULT_LAUNCHER, "basic")
-
-
-def installed_launchers() -> list[str]:
-    """The ``launcher=`` names usable here: ``mushin_nb`` (the default, in-process)
-    first, ``basic`` (Hydra's own), then the installed plugins (``joblib``,
-    ``submitit_local``, ...; ``submitit_slurm`` only where ``sbatch`` exists)."""
-    from hydra.core.config_store import ConfigStore
-    from hydra.core.plugins import Plugins
-    from hydra.plugins.launcher import Launcher
-
-    import hydra_plugins.mushin_nb_plugins.launcher  # noqa: F401  (registers hydra/launcher=mushin_nb)
-
-    Plugins.instance().discover(Launcher)  # imports the plugins, which register their configs
-    names = {n.rsplit(".", 1)[0] for n in ConfigStore.instance().list("hydra/launcher")}
-    if "mushin_nb_joblib" in names:
-        names.add("joblib")
-    others = sorted(n for n in names if n not in _INTERNAL and n not in (DEFAULT_LAUNCHER, "basic"))
-    out = [DEFAULT_LAUNCHER, "basic"] + others
-    if "submitit_slurm" in out and shutil.which("sbatch") is None:
-        out.remove("submitit_slurm")
-    return out
-
-
-def launcher_label(name: str) -> str:
-    """What the panel's launcher menu shows for a launcher name."""
-    return _LABELS.get(name, name)
+_SERIAL = tuple(i.name for i in LAUNCHERS if i.serial)
 
 
 def make_workflow(obj: Any) -> Any:
