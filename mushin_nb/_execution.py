@@ -17,13 +17,14 @@ import traceback
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _store
+from ._registry import LiveState, live_state, register, unregister
 from ._store import JobResult
 
 if TYPE_CHECKING:
@@ -99,22 +100,8 @@ class JobOutcome:
 
 # --------------------------------------------------------------------------- registry
 
-_live: dict[str, _LiveState] = {}
 _sweep_lock = threading.Lock()
 _active: dict[str, Any] = {}
-
-
-@dataclass
-class _LiveState:
-    """Driver-side state that in-process jobs and the sweeper reach by run id."""
-
-    lookup: dict[str, dict[str, int]]
-    skip: set[tuple[int, ...]]
-    start_num: int
-    cancel: threading.Event = field(default_factory=threading.Event)
-    on_record: Callable[[JobResult], None] | None = None
-    on_start: Callable[[tuple[int, ...], str], None] | None = None
-    job_thread: threading.Thread | None = None
 
 
 class SweepBusy(RuntimeError):
@@ -239,7 +226,7 @@ class JobRunner:
             subdir = job_dir.relative_to(sweep_dir).as_posix()
         except ValueError:
             subdir = str(job_dir)
-        state = _live.get(self.run_id)
+        state = live_state(sweep_dir, run_id=self.run_id)
         base = dict(index=idx, subdir=subdir, job_num=job_num, task_hash=self.task_hash, run_id=self.run_id)
 
         def persist(result: JobResult) -> None:
@@ -408,7 +395,9 @@ class SweepRun:
             self._results[r.index] = r
             self._status[r.index] = r.status
             self.skipped += 1
-        self.state = _LiveState(
+        self.state = LiveState(
+            run_id=run_id,
+            run=self,
             lookup=spec.lookup(),
             skip=set(self._results),
             start_num=start_num,
@@ -633,7 +622,7 @@ class SweepRun:
         if not slot_claimed:
             claim_sweep_slot()
         _active["run"] = self
-        _live[self.run_id] = self.state
+        register(self.sweep_dir, self.state)
         self._started = time.time()
 
         def body() -> None:
@@ -652,7 +641,7 @@ class SweepRun:
                 if isinstance(self._error, OSError):
                     self._error = self._stopped_by(self._error)
                 _store.clear_cancel(self.sweep_dir)
-                _live.pop(self.run_id, None)
+                unregister(self.sweep_dir, self.state)
                 _active.pop("run", None)
                 self._ended = time.time()
                 _sweep_lock.release()

@@ -239,8 +239,7 @@ def _hydra_overrides(plan: SweepPlan, sweep_dir: Path) -> list[str]:
     if plan.sweeper is not None:
         out.append(f"hydra/sweeper={plan.sweeper}")
     elif not any(o.startswith("hydra/sweeper=") for o in ovs):
-        out.append("hydra/sweeper=mushin_nb")
-        out.append(f"hydra.sweeper.run_id={render_value(plan.run_id)}")
+        out.append("hydra/sweeper=mushin_nb")  # finds its live state by hydra.sweep.dir
     if not any(o.partition("=")[0].lstrip("+") == "hydra/launcher" for o in ovs):
         out.append(f"hydra/launcher={plan.launcher}")
     out.extend(plan.jobs_overrides)

@@ -22,7 +22,6 @@ from omegaconf import OmegaConf
 class MushinSweeperConf:
     _target_: str = "hydra_plugins.mushin_nb_plugins.sweeper.MushinSweeper"
     max_batch_size: int | None = None
-    run_id: str = ""
 
 
 ConfigStore.instance().store(
@@ -31,17 +30,16 @@ ConfigStore.instance().store(
 
 
 class MushinSweeper(BasicSweeper):
-    def __init__(self, max_batch_size: int | None = None, run_id: str = "") -> None:
+    def __init__(self, max_batch_size: int | None = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=None)
-        self.run_id = run_id
 
     def sweep(self, arguments: list[str]) -> Any:
-        from mushin_nb._execution import _live
+        from mushin_nb._registry import live_state
         from mushin_nb._sweep import parse_job_overrides
 
         assert self.config is not None and self.launcher is not None
         assert self.hydra_context is not None
-        state = _live.get(self.run_id)
+        state = live_state(str(self.config.hydra.sweep.dir))
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides(list(arguments))
         (all_jobs,) = self.split_arguments(overrides, None)
