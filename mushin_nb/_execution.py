@@ -183,25 +183,7 @@ class JobRunner:
         self.reserved = frozenset(reserved)
 
     def _index(self, overrides: list[str]) -> tuple[int, ...] | None:
-        from ._sweep import _parser, _unquote, parse_job_overrides
-
-        idx = parse_job_overrides(overrides, self.lookup)
-        if idx is not None:
-            return idx
-        # another sweeper may write values differently: match parsed values
-        found: dict[str, int] = {}
-        values = dict(self.params)
-        for o in _parser().parse_overrides(list(overrides)):
-            name = o.get_key_element().lstrip("+~")
-            if name in values and not o.is_sweep_override():
-                v = _unquote(o.value())
-                for i, c in enumerate(values[name]):
-                    if type(c) is type(v) and c == v:
-                        found[name] = i
-                        break
-        if len(found) != len(self.lookup):
-            return None
-        return tuple(found[k] for k in self.lookup)
+        return match_cell(overrides, self.lookup, self.params)
 
     def _label(self, idx: tuple[int, ...] | None) -> str:
         if idx is None:
@@ -759,22 +741,31 @@ class SweepRun:
 
 def cell_of(overrides: list[str], spec: SweepSpec) -> tuple[int, ...] | None:
     """The grid cell of ``spec`` a job's task overrides describe, or None."""
-    from ._sweep import _parser, _unquote, parse_job_overrides
+    return match_cell(overrides, spec.lookup(), [(p.name, list(p.values)) for p in spec.swept])
 
-    lookup = spec.lookup()
+
+def match_cell(
+    overrides: list[str], lookup: Mapping[str, Mapping[str, int]], params: list[tuple[str, list[Any]]]
+) -> tuple[int, ...] | None:
+    """A job's task overrides -> its grid index: by the element strings the sweep
+    recorded (fast), else by parsed values (another sweeper may write values
+    differently); None if they match no cell."""
+    from ._overrides import override_name, parse_overrides, unquote
+    from ._sweep import parse_job_overrides
+
     idx = parse_job_overrides(overrides, lookup)
     if idx is not None:
         return idx
-    found: dict[str, int] = {}  # another sweeper may write values differently: match parsed values
-    values = {p.name: list(p.values) for p in spec.swept}
+    found: dict[str, int] = {}
+    values = dict(params)
     try:
-        parsed = _parser().parse_overrides(list(overrides))
-    except Exception:
+        parsed = parse_overrides(list(overrides))
+    except ValueError:
         return None
     for o in parsed:
-        name = o.get_key_element().lstrip("+~")
+        name = override_name(o)
         if name in values and not o.is_sweep_override():
-            v = _unquote(o.value())
+            v = unquote(o.value())
             for i, c in enumerate(values[name]):
                 if type(c) is type(v) and c == v:
                     found[name] = i

@@ -27,6 +27,7 @@ from ._launchers import (
     resolve_launcher,
     workers_overrides,
 )
+from ._overrides import parse_override, unquote
 from ._store import JobResult
 from ._sweep import SweepSpec, build_spec, render_value
 
@@ -91,15 +92,12 @@ def _choose_launcher(launcher: str | None, hydra_ovs: list[str]) -> LauncherInfo
 def _sweep_dir_from_overrides(hydra_ovs: list[str]) -> tuple[str | None, list[str]]:
     """``hydra.sweep.dir=...`` from the user's overrides (its value, parsed by Hydra's
     grammar), and the other overrides."""
-    from ._sweep import _parser, _unquote
-
     rest: list[str] = []
     found: str | None = None
     for o in hydra_ovs:
         k = o.partition("=")[0].lstrip("+")
         if k == "hydra.sweep.dir":
-            (parsed,) = _parser().parse_overrides([o])
-            found = str(_unquote(parsed.value()))
+            found = str(unquote(parse_override(o).value()))
         else:
             rest.append(o)
     return found, rest

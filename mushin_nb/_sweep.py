@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._overrides import has_value, parse_override, unquote
+
 __all__ = [
     "Param",
     "SweepSpec",
@@ -103,19 +105,6 @@ def render_value(value: Any, *, name: str = "value") -> str:
         f"{name}: a value of type {type(value).__name__} ({value!r}) cannot be passed to a "
         "Hydra job; use int, float, bool, str, None, list, dict, multirun or hydra_list."
     )
-
-
-def _unquote(v: Any) -> Any:
-    """Hydra parser values -> plain Python values (QuotedString -> str)."""
-    from hydra.core.override_parser.types import QuotedString
-
-    if isinstance(v, QuotedString):
-        return v.text
-    if isinstance(v, list):
-        return [_unquote(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _unquote(x) for k, x in v.items()}
-    return v
 
 
 # --------------------------------------------------------------------------- spec
@@ -210,12 +199,6 @@ class SweepSpec:
         )
 
 
-def _parser():
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    return OverridesParser.create()
-
-
 def _check_unique(name: str, values: Sequence[Any]) -> None:
     coords = sanitize_coord_values(list(values))
     seen: dict[Any, int] = {}
@@ -278,23 +261,6 @@ def _group_names() -> set[str]:
 
     walk(ConfigStore.instance().repo, "")
     return names
-
-
-def _has_key(cfg: Any, key: str) -> bool:
-    """rai's rule: a key absent from the base config, or None there, gets '+'."""
-    if cfg is None:
-        return False
-    if "." not in key:
-        if isinstance(cfg, Mapping):
-            return cfg.get(key) is not None
-        return getattr(cfg, key, None) is not None
-    from omegaconf import OmegaConf
-
-    try:
-        node = OmegaConf.create(cfg) if isinstance(cfg, Mapping) else OmegaConf.structured(cfg)
-        return OmegaConf.select(node, key, default=None, throw_on_missing=False) is not None
-    except Exception:
-        return False
 
 
 def _to_python(value: Any) -> Any:
@@ -375,7 +341,6 @@ def build_spec(
     from hydra_zen import hydra_list as _hl
     from hydra_zen import multirun as _mr
 
-    parser = _parser()
     spec = SweepSpec()
     names: dict[str, int] = {}
     groups: set[str] | None = None
@@ -394,11 +359,7 @@ def build_spec(
 
     def from_override(text: str, *, always_swept: bool = False) -> None:
         nonlocal groups
-        try:
-            (o,) = parser.parse_overrides([text])
-        except Exception as e:  # hydra's OverrideParseException
-            msg = str(e).splitlines()[0]
-            raise ValueError(f"Cannot parse the override {text!r}: {msg}") from None
+        o = parse_override(text)
         key = o.key_or_group
         if key.startswith("hydra.") or key.startswith("hydra/") or key == "hydra":
             spec.hydra_overrides.append(text)
@@ -418,11 +379,11 @@ def build_spec(
                     "a sampling sweeper (e.g. Optuna) is needed for it. Give a list, range() or "
                     "choice() of values instead."
                 )
-            values = [_unquote(v) for v in o.sweep_iterator()]
+            values = [unquote(v) for v in o.sweep_iterator()]
             strings = list(o.sweep_string_iterator())
             add(Param(name, values, strings, True, prefix, is_group))
         else:
-            v = _unquote(o.value())
+            v = unquote(o.value())
             elem = o.get_value_element_as_str()
             add(
                 Param(
@@ -442,7 +403,7 @@ def build_spec(
         from_override(text)
 
     for key, value in workflow_overrides.items():
-        prefix = "" if _has_key(base_cfg, key) else "+"
+        prefix = "" if has_value(base_cfg, key) else "+"
         if isinstance(value, _mr) or _is_multirun(value):
             values = [_to_python(v) for v in value]  # np.float64(0.1) -> 0.1, live and reloaded alike
             if not values:

@@ -851,12 +851,12 @@ def _job_params(job_dir: Path) -> dict[str, Any]:
             for p in spec.params:
                 params[p.name] = p.values[next(it)] if p.swept else p.value
             return params
-    from ._sweep import _parser, _unquote
+    from ._overrides import override_name, parse_overrides, unquote
 
     ov = load_from_yaml(job_dir / ".hydra" / "overrides.yaml")
     out = {}
-    for o in _parser().parse_overrides([str(x) for x in ov]):
-        out[o.get_key_element().lstrip("+~")] = _unquote(o.value())
+    for o in parse_overrides([str(x) for x in ov]):
+        out[override_name(o)] = unquote(o.value())
     return out
 
 

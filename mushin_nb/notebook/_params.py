@@ -149,28 +149,26 @@ def parse_values(text: str, *, name: str = "value") -> list[Any]:
     >>> parse_values("")
     []
     """
-    from .._sweep import _parser, _unquote
+    from .._overrides import OverrideError, override_values, parse_override
 
     text = text.strip()
     if not text:
         return []
     try:
-        (o,) = _parser().parse_overrides([f"{name}={text}"])
-    except Exception as e:
-        msg = str(e).splitlines()[0]
+        o = parse_override(f"{name}={text}")
+    except OverrideError as e:
+        msg = str(e).split(": ", 1)[-1]
         raise ValueError(
             f"{name}: cannot read {text!r} ({msg}). Write values separated by commas, "
             "e.g. 0.01, 0.1, 1 or range(0, 10, 2); quote a string that holds a comma."
         ) from None
 
-    if o.is_sweep_override():
-        if not o.is_discrete_sweep():
-            raise ValueError(
-                f"{name}: {text!r} is an interval, which has no list of values; give a list "
-                "or range(start, stop, step)."
-            )
-        return [_unquote(v) for v in o.sweep_iterator()]
-    return [_unquote(o.value())]
+    if o.is_sweep_override() and not o.is_discrete_sweep():
+        raise ValueError(
+            f"{name}: {text!r} is an interval, which has no list of values; give a list "
+            "or range(start, stop, step)."
+        )
+    return override_values(o)
 
 
 def coerce(value: Any, p: TaskParam) -> Any:

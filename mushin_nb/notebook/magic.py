@@ -416,7 +416,7 @@ class MushinMagics(Magics):
         needs for a key the base config lacks. Errors name the token."""
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        from mushin_nb._sweep import _has_key
+        from mushin_nb._overrides import has_value as _has_key
 
         from ._params import accepted_text, coerce, task_params
 
@@ -464,7 +464,7 @@ class MushinMagics(Magics):
             else:
                 values = [o.value()]
             if p is not None and name == top:
-                from mushin_nb._sweep import _unquote as _unq
+                from mushin_nb._overrides import unquote as _unq
 
                 for v in values:
                     try:
@@ -490,7 +490,7 @@ class MushinMagics(Magics):
     def _panel(self, wf: Any, args: Any, working_dir: str | None, save: str | None) -> Any:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        from mushin_nb._sweep import _unquote as _unq
+        from mushin_nb._overrides import unquote as _unq
 
         from .panel import sweep_panel
 
