@@ -13,7 +13,7 @@ import datetime as _dt
 import logging
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from ._launchers import (
     resolve_launcher,
     workers_overrides,
 )
-from ._overrides import parse_override, unquote
+from ._overrides import has_node, parse_override, unquote
+from ._signature import check_sweep_against_task
 from ._store import JobResult
 from ._sweep import SweepSpec, build_spec, render_value
 
@@ -128,6 +129,7 @@ def plan_sweep(
     workflow_overrides: Mapping[str, Any],
     raw_string_keys: Iterable[str],
     launch_kwargs: Mapping[str, Any],
+    signature: Sequence[Callable[..., Any]] = (),
 ) -> SweepPlan:
     """Check every argument of a sweep and build its plan. Pure: nothing is written
     and ``workflow`` is not changed; a bad argument raises before anything happens."""
@@ -151,6 +153,18 @@ def plan_sweep(
         workflow_overrides=workflow_overrides,
         raw_string_keys=raw_string_keys,
     )
+    if signature:  # the task's own parameters: names, types, required values
+        check_sweep_against_task(
+            signature,
+            names={p.name: p.values for p in spec.params if not p.group},
+            groups={p.name for p in spec.params if p.group},
+            base_cfg=workflow.eval_task_cfg,
+            label=f"{type(workflow).__name__}.task",
+            allow_unknown=True,  # rai mushin: a name the task does not take still labels the Dataset
+        )
+        for p in spec.params:  # a task parameter the base config lacks is added, as for keywords
+            if p.prefix == "" and not p.group and not has_node(workflow.eval_task_cfg, p.name):
+                p.prefix = "+"
     sweep_dir_text, hydra_ovs = _sweep_dir_from_overrides(spec.hydra_overrides)
     if working_dir is not None:
         sweep_dir: Path | None = Path(working_dir).absolute()

@@ -341,6 +341,7 @@ class BaseWorkflow:
             workflow_overrides=self._workflow_overrides(workflow_overrides),
             raw_string_keys=self._raw_string_keys(),
             launch_kwargs=launch_kwargs,
+            signature=self._signature_fns(task_fn_wrapper, pre_task_fn_wrapper),
         )
 
         def bind(sweep: SweepRun) -> None:
@@ -361,6 +362,19 @@ class BaseWorkflow:
 
     def _workflow_overrides(self, kw: Mapping[str, Any]) -> dict[str, Any]:
         return dict(kw)
+
+    def _signature_fns(self, task_wrapper: Any, pre_task_wrapper: Any) -> tuple[Callable[..., Any], ...]:
+        """The functions whose signatures a sweep is checked against: those that
+        hydra-zen's ``zen`` calls with config fields (a custom wrapper is not checked)."""
+        if task_wrapper is not zen:
+            return ()
+        fns: list[Callable[..., Any]] = [self.task]
+        own_pre = inspect.getattr_static(type(self), "pre_task") is not inspect.getattr_static(
+            BaseWorkflow, "pre_task"
+        )
+        if own_pre and pre_task_wrapper is zen:
+            fns.append(self.pre_task)
+        return tuple(fns)
 
     def _raw_string_keys(self) -> Iterable[str]:
         return ()
