@@ -38,6 +38,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from .notebook.panel import sweep_panel
 
 
+# what the engine's wf.panel() and run.view() call: the notebook layer, loaded on use
+from . import _hooks  # noqa: E402
+
+_hooks.provide("panel", "mushin_nb.notebook.panel:sweep_panel")
+_hooks.provide("view", "mushin_nb.notebook.view:run_view")
+
+
 def __getattr__(name: str) -> Any:
     mod = _EXPORTS.get(name)
     if mod is None:

@@ -548,6 +548,13 @@ class SweepRun:
         self.state.cancel.set()
         if not self.done:
             _store.set_cancel(self.sweep_dir, "cancelled by the user")
+            # launchers that can stop their queued and running jobs (scancel, ...) registered
+            # a hook in state.cancel_hooks; each is called once per cancel(), after the flag
+            for hook in list(self.state.cancel_hooks):
+                try:
+                    hook()
+                except Exception as e:  # a hook must never stop cancel()
+                    log.warning("mushin_nb: a launcher's cancel hook failed: %s: %s", type(e).__name__, e)
 
     def interrupt(self) -> None:
         """Cancel, and stop the job running in this process now (raises inside
@@ -566,21 +573,78 @@ class SweepRun:
         returns :attr:`done`."""
         return self._finished.wait(timeout)
 
-    def wait(self, timeout: float | None = None) -> xr.Dataset:
+    def wait(
+        self, timeout: float | None = None, *, progress: bool = False, raise_failures: bool = False
+    ) -> xr.Dataset:
         """Block until the sweep ends (or ``timeout`` seconds pass) and return the
-        Dataset. Raises the error that stopped the sweep itself, if any (a failed
-        job is not such an error: see ``failures``)."""
-        if self._thread is not None:
+        Dataset. Raises the error that stopped the sweep itself, if any; with
+        ``raise_failures`` also a :class:`SweepError` for failed jobs (per
+        ``on_error``). ``progress`` shows a ``tqdm`` bar; Ctrl-C cancels the run,
+        keeps what finished and re-raises.
+
+        Examples
+        --------
+        >>> from mushin_nb import MultiRunMetricsWorkflow, multirun
+        >>> class Sq(MultiRunMetricsWorkflow):
+        ...     @staticmethod
+        ...     def task(x: int) -> dict:
+        ...         if x == 2:
+        ...             raise ValueError("two")
+        ...         return dict(y=x * x)
+        >>> import tempfile
+        >>> run = Sq().start(x=multirun([1, 2]), working_dir=tempfile.mkdtemp())
+        >>> run.wait(raise_failures=True)
+        Traceback (most recent call last):
+        ...
+        mushin_nb._execution.SweepError: 1 of 2 jobs of Sq failed:
+        ...
+        >>> run.error is None, run.wait()["y"].values.tolist()
+        (True, [1.0, nan])
+        """
+        from ._waiting import wait_for
+
+        if timeout is None and self._thread is not None:
+            wait_for(self, progress=progress)  # Ctrl-C: cancel, keep what finished, re-raise
+        elif self._thread is not None:
             self._finished.wait(timeout)
         if self.done and self._error is not None:
             raise self._error
+        if raise_failures and self.done:
+            self.raise_for_failures()
         return self.dataset
+
+    @property
+    def error(self) -> BaseException | None:
+        """The error that stopped the sweep itself (not a job's failure), or None."""
+        return self._error
+
+    def raise_for_failures(self, *, label: str | None = None, advice: str | None = None) -> None:
+        """Raise a :class:`SweepError` listing the failed jobs (``on_error="collect"``
+        or ``"stop"``); with ``on_error="ignore"`` warn once instead; nothing if no
+        job failed. ``advice`` replaces the API's own advice text."""
+        from ._waiting import failures_error
+
+        err = failures_error(self, label=label or self.workflow_name, advice=advice)
+        if err is not None:
+            raise err
+
+    def on_finish(self, callback: Callable[[SweepRun], Any]) -> None:
+        """Call ``callback(run)`` once when the sweep ends (at once if it has ended)."""
+        if self.done:
+            callback(self)
+        else:
+            self._on_finish.append(callback)
+
+    def on_finish_first(self, callback: Callable[[SweepRun], Any]) -> None:
+        """As :meth:`on_finish`, called before the callbacks registered so far (the
+        engine releases the sweep directory's lock this way, before results are read)."""
+        self._on_finish.insert(0, callback)
 
     def view(self, metric: str | None = None, **kwargs: Any) -> Any:
         """A live plot of this run (needs the notebook extras: panel, hvplot)."""
-        from .notebook.view import LiveView
+        from . import _hooks
 
-        return LiveView(self, metric=metric, **kwargs).panel()
+        return _hooks.call("view", self, metric=metric, **kwargs)
 
     def _repr_html_(self) -> str:
         s = self.status
@@ -600,7 +664,10 @@ class SweepRun:
         )
 
     # ------------------------------------------------------------ driver
-    def _start(self, launch: Callable[[], Any], *, slot_claimed: bool = False) -> None:
+    def begin(self, launch: Callable[[], Any], *, slot_claimed: bool = False) -> None:
+        """Run ``launch()`` (the Hydra launch of this sweep) in a background thread,
+        with the watcher that turns what jobs persist into events. Engine use:
+        :func:`mushin_nb._launch.start_sweep` calls it once everything is checked."""
         if not slot_claimed:
             claim_sweep_slot()
         _active["run"] = self
@@ -693,7 +760,7 @@ class SweepRun:
             if idx is not None:
                 where[idx] = (job_dir, num, note)
         if any(c not in where for c in cells):
-            for _sub, d in _store._marker_dirs(self.sweep_dir, set()):
+            for _sub, d in _store.marker_dirs(self.sweep_dir, set()):
                 m = _store.read_job_marker(d)
                 if m and m.get("run_id") == self.run_id and "index" in m:
                     where.setdefault(tuple(m["index"]), (d, int(m.get("job_num", -1)), ""))
@@ -841,7 +908,7 @@ def record_lost_job(
     except ValueError:
         sub = str(job_dir)
     own = _store.read_job_marker(job_dir) or {}
-    if _store._has_result_of(job_dir, {"run_id": run_id, "job_num": job_num}):
+    if _store.has_result_of(job_dir, {"run_id": run_id, "job_num": job_num}):
         try:
             import json
 

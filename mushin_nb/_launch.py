@@ -23,8 +23,10 @@ from ._execution import ON_ERROR, JobRunner, SweepRun, guard_global_hydra, new_r
 from ._launchers import (
     LAUNCHERS,
     LauncherInfo,
+    check_launcher_settings,
     registered_hydra_launchers,
     resolve_launcher,
+    settings_overrides,
     workers_overrides,
 )
 from ._overrides import has_node, parse_override, unquote
@@ -90,6 +92,21 @@ def _choose_launcher(launcher: str | None, hydra_ovs: list[str]) -> LauncherInfo
     return next((i for i in LAUNCHERS if i.hydra == given), LauncherInfo(given, given))
 
 
+def _settings(info: LauncherInfo, settings: Mapping[str, Any] | None, given: list[str]) -> list[str]:
+    """``launcher_settings={...}`` as Hydra overrides; a setting also given another way
+    (``jobs=``, ``overrides=['hydra.launcher.<setting>=...']``) is refused."""
+    out = settings_overrides(info, settings)
+    before = {o.partition("=")[0].lstrip("+~"): o for o in given}
+    for o in out:
+        key = o.partition("=")[0]
+        if key in before:
+            raise ValueError(
+                f"launcher_settings[{key.rpartition('.')[2]!r}] and {before[key]!r} (from "
+                f"{'jobs=' if key == info.workers else 'overrides='}) both set {key}; give it once."
+            )
+    return out
+
+
 def _sweep_dir_from_overrides(hydra_ovs: list[str]) -> tuple[str | None, list[str]]:
     """``hydra.sweep.dir=...`` from the user's overrides (its value, parsed by Hydra's
     grammar), and the other overrides."""
@@ -130,6 +147,7 @@ def plan_sweep(
     raw_string_keys: Iterable[str],
     launch_kwargs: Mapping[str, Any],
     signature: Sequence[Callable[..., Any]] = (),
+    launcher_settings: Mapping[str, Any] | None = None,
 ) -> SweepPlan:
     """Check every argument of a sweep and build its plan. Pure: nothing is written
     and ``workflow`` is not changed; a bad argument raises before anything happens."""
@@ -191,6 +209,8 @@ def plan_sweep(
         raise ValueError("resume=True works with the default sweeper only; drop sweeper=...")
     chosen = _choose_launcher(launcher, hydra_ovs)
     jobs_ovs = workers_overrides(chosen, jobs) if jobs is not None else []
+    check_launcher_settings(chosen, hydra_ovs)  # an unknown hydra.launcher.<setting>: refused here
+    jobs_ovs += _settings(chosen, launcher_settings, hydra_ovs + jobs_ovs)
     if resume and (sweep_dir is None or not (sweep_dir / _store.META_DIR).is_dir()):
         raise FileNotFoundError(
             f"resume=True: {working_dir!s} holds no mushin_nb sweep to resume (no {_store.META_DIR}/ in it); "
@@ -398,7 +418,7 @@ def start_sweep(plan: SweepPlan, *, bind: Callable[[SweepRun], None] | None = No
                 f"{sweep_dir}; running the other {plan.spec.size - len(previous)}.",
                 file=sys.stderr,
             )
-        sweep._on_finish.insert(0, lambda _run: lock.release())
+        sweep.on_finish_first(lambda _run: lock.release())
         lock.on_lost = lambda reason: _lost_lock(sweep, reason)
         if bind is not None:
             bind(sweep)
@@ -406,7 +426,7 @@ def start_sweep(plan: SweepPlan, *, bind: Callable[[SweepRun], None] | None = No
         lock.release()
         release_sweep_slot()
         raise
-    sweep._start(_launcher_fn(plan, runner, launch_overrides), slot_claimed=True)
+    sweep.begin(_launcher_fn(plan, runner, launch_overrides), slot_claimed=True)
     return sweep
 
 

@@ -20,7 +20,6 @@ import hydra_plugins.mushin_nb_plugins.sweeper  # noqa: F401  (registers hydra/s
 
 from . import _store
 from ._execution import (
-    SweepError,
     SweepRun,
 )
 from ._store import JobResult
@@ -176,6 +175,7 @@ class BaseWorkflow:
         resume: bool | str = False,
         progress: bool = True,
         jobs: int | None = None,
+        launcher_settings: Mapping[str, Any] | None = None,
         **workflow_overrides: OverrideValue,
     ) -> None:
         """Run ``task`` over the grid of the ``multirun(...)`` keyword values and
@@ -201,6 +201,11 @@ class BaseWorkflow:
             Show a progress bar (``tqdm.auto``).
         jobs : int, optional
             Number of parallel workers for the ``joblib`` / submitit launchers.
+        launcher_settings : dict, optional
+            The launcher's own settings, e.g. ``{"partition": "gpu", "timeout_min": 60}``
+            for ``launcher="slurm"`` (the same as
+            ``overrides=["hydra.launcher.partition=gpu", ...]``); a name the launcher
+            does not have is refused before anything is submitted.
         """
         sweep = self.start(
             working_dir=working_dir,
@@ -217,26 +222,20 @@ class BaseWorkflow:
             on_error=on_error,
             resume=resume,
             jobs=jobs,
+            launcher_settings=launcher_settings,
             **workflow_overrides,
         )
-        self._wait_blocking(sweep, progress=progress)
+        self.wait(sweep, progress=progress)
 
-    def _wait_blocking(self, sweep: SweepRun, *, progress: bool) -> None:
-        bar = _ProgressBar(sweep) if progress else None
+    def wait(self, sweep: SweepRun, *, progress: bool = True) -> None:
+        """Block until ``sweep`` (a run of this workflow) ends, then raise a
+        :class:`SweepError` if jobs failed (per its ``on_error``). Ctrl-C cancels the
+        sweep, keeps every finished result (``wf.to_xarray()`` has them) and re-raises."""
         try:
-            while not sweep.join(0.1):
-                if bar is not None:
-                    bar.update()
+            sweep.wait(progress=progress)
         except KeyboardInterrupt:
-            sweep.interrupt()
-            try:
-                sweep.join(30)
-            except KeyboardInterrupt:
-                pass
             if not sweep.done:
-                self._collect(sweep)  # the partial grid now; again when the sweep ends
-            if bar is not None:
-                bar.close()
+                self.collect(sweep)  # the partial grid now; again when the sweep ends
             s = sweep.status
             print(
                 f"mushin_nb: interrupted; kept {s['done']} finished of {s['total']} cells "
@@ -245,40 +244,7 @@ class BaseWorkflow:
                 file=sys.stderr,
             )
             raise
-        if bar is not None:
-            bar.update()
-            bar.close()
-        if sweep._error is not None:
-            raise sweep._error
-        self._raise_for_failures(sweep)
-
-    def _raise_for_failures(self, sweep: SweepRun) -> None:
-        fails = sweep.failures
-        if not fails:
-            return
-        if sweep.on_error == "ignore":
-            warnings.warn(
-                f"{len(fails)} of {sweep.status['total']} jobs failed (on_error='ignore'); "
-                f"first: {fails[0].line()}. See run.failures and {sweep.sweep_dir}.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return
-        lines = "\n".join("  " + f.line() for f in fails[:20])
-        more = f"\n  ... and {len(fails) - 20} more" if len(fails) > 20 else ""
-        stopped = (
-            " (on_error='stop': no job started after the first failure)" if sweep.on_error == "stop" else ""
-        )
-        msg = (
-            f"{len(fails)} of {sweep.status['total']} jobs of {type(self).__name__} failed{stopped}:\n"
-            f"{lines}{more}\n"
-            f"Every finished result is kept: err.dataset, wf.to_xarray(); tracebacks in each job's "
-            f"{_store.ERROR_TXT} under {sweep.sweep_dir}. To run only the failed cells: "
-            f"run(..., working_dir='{sweep.sweep_dir}', resume=True) if the failure was outside "
-            "the task (data, resources), or resume='force' after fixing the task's code (resume=True "
-            "refuses to mix results of two versions of a task)."
-        )
-        raise SweepError(msg, dataset=sweep.dataset, failures=fails)
+        sweep.raise_for_failures(label=type(self).__name__)
 
     def start(
         self,
@@ -297,6 +263,7 @@ class BaseWorkflow:
         on_error: str = "collect",
         resume: bool | str = False,
         jobs: int | None = None,
+        launcher_settings: Mapping[str, Any] | None = None,
         **workflow_overrides: OverrideValue,
     ) -> SweepRun:
         """Start the same sweep as :meth:`run` in a background thread and return
@@ -338,6 +305,7 @@ class BaseWorkflow:
             on_error=on_error,
             resume=resume,
             jobs=jobs,
+            launcher_settings=launcher_settings,
             workflow_overrides=self._workflow_overrides(workflow_overrides),
             raw_string_keys=self._raw_string_keys(),
             launch_kwargs=launch_kwargs,
@@ -354,9 +322,9 @@ class BaseWorkflow:
 
             def collect(run: SweepRun) -> None:
                 if self.last_run is run:  # not replaced by a later start()
-                    self._collect(run)
+                    self.collect(run)
 
-            sweep._on_finish.append(collect)
+            sweep.on_finish(collect)
 
         return start_sweep(plan, bind=bind)
 
@@ -380,7 +348,9 @@ class BaseWorkflow:
         return ()
 
     # ------------------------------------------------------------ results
-    def _collect(self, sweep: SweepRun) -> None:
+    def collect(self, sweep: SweepRun) -> None:
+        """Fill this workflow's attributes (``jobs``, ``cfgs``, ``metrics``, the
+        Dataset) from a run of it, finished or not."""
         self.jobs = list(sweep.jobs)
         self._results = sweep.results
         by_num = {int(j.hydra_cfg.hydra.job.num): j for j in self.jobs if j.hydra_cfg is not None}
@@ -511,30 +481,6 @@ def _canon(v: Any) -> str:
     return json.dumps(tag(v))
 
 
-class _ProgressBar:
-    """tqdm.auto progress of a run: a widget in notebooks, text in a terminal."""
-
-    def __init__(self, sweep: SweepRun):
-        from tqdm.auto import tqdm
-
-        self.sweep = sweep
-        s = sweep.status
-        self.bar = tqdm(total=s["total"], initial=sweep.skipped, desc=sweep.workflow_name, unit="job")
-        self.n = sweep.skipped
-
-    def update(self) -> None:
-        s = self.sweep.status
-        finished = s["done"] + s["failed"] + s["cancelled"]
-        if finished > self.n:
-            self.bar.update(finished - self.n)
-            self.n = finished
-        self.bar.set_postfix(done=s["done"], failed=s["failed"], refresh=False)
-
-    def close(self) -> None:
-        self.update()
-        self.bar.close()
-
-
 def _safe_torch_load(path: Path) -> Any:
     import numpy as np
     import torch
@@ -655,6 +601,7 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
         resume: bool | str = False,
         progress: bool = True,
         jobs: int | None = None,
+        launcher_settings: Mapping[str, Any] | None = None,
         **workflow_overrides: OverrideValue,
     ) -> None:
         """Run the sweep and wait (see :meth:`BaseWorkflow.run`).
@@ -681,6 +628,7 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
             resume=resume,
             progress=progress,
             jobs=jobs,
+            launcher_settings=launcher_settings,
             **workflow_overrides,
         )
 
@@ -844,9 +792,9 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
     def panel(self, **initial: Any) -> Any:
         """A widget panel to pick sweep values, run, watch and save (needs the
         notebook stack: panel, hvplot)."""
-        from .notebook.panel import sweep_panel
+        from . import _hooks
 
-        return sweep_panel(self, **initial)
+        return _hooks.call("panel", self, **initial)
 
 
 def _job_params(job_dir: Path) -> dict[str, Any]:
@@ -936,6 +884,7 @@ class RobustnessCurve(MultiRunMetricsWorkflow):
         resume: bool | str = False,
         progress: bool = True,
         jobs: int | None = None,
+        launcher_settings: Mapping[str, Any] | None = None,
         **workflow_overrides: OverrideValue,
     ) -> None:
         """Run the task for each ``epsilon`` (a list, a scalar, or a Hydra sweep
@@ -957,6 +906,7 @@ class RobustnessCurve(MultiRunMetricsWorkflow):
             resume=resume,
             progress=progress,
             jobs=jobs,
+            launcher_settings=launcher_settings,
             **workflow_overrides,
             epsilon=epsilon,  # type: ignore[arg-type]
         )

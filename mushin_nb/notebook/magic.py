@@ -266,7 +266,7 @@ class MushinMagics(Magics):
             self._background(run, view, bind, save, args.overwrite)
             return None
         try:
-            wf._wait_blocking(run, progress=args.no_view)
+            wf.wait(run, progress=args.no_view)
         finally:
             if shown is not None:
                 shown.finish()

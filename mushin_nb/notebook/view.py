@@ -59,7 +59,7 @@ import param
 
 from . import _deps
 
-__all__ = ["LiveView", "BlockingDisplay", "STATUS_COLORS", "render_png", "MainThread"]
+__all__ = ["LiveView", "BlockingDisplay", "STATUS_COLORS", "render_png", "MainThread", "run_view"]
 
 STATUS_ORDER = ("pending", "running", "done", "failed", "cancelled")
 STATUS_COLORS = {
@@ -999,3 +999,9 @@ class BlockingDisplay:
         display(layout)
         self.view = view
         return view
+
+
+def run_view(run: Any, metric: str | None = None, **kwargs: Any) -> Any:
+    """``run.view()``: a live plot of a :class:`~mushin_nb.SweepRun` (the engine's
+    ``view`` hook)."""
+    return LiveView(run, metric=metric, **kwargs).panel()
