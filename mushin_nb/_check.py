@@ -7,6 +7,17 @@ of interrupted writes are listed, and a lock file's holder is shown.
 copies), result files (from their index lines), the index (from the job
 directories' result files, atomically), and removes stale temporary files. What is
 lost (a missing ``.npz``) is said, with the fix: ``resume=True`` re-runs those cells.
+
+Examples
+--------
+>>> d = _example_sweep_dir()
+>>> (d / ".mushin" / "manifest.json").unlink()
+>>> inspect_sweep_dir(d).manifest_state
+'rebuilt'
+>>> repair_sweep_dir(d)
+['rebuilt .mushin/manifest.json from the per-run copies in .mushin/runs/']
+>>> inspect_sweep_dir(d).healthy
+True
 """
 
 from __future__ import annotations
@@ -28,16 +39,51 @@ _LEGACY_TEMP = re.compile(
 
 
 class NotASweepDir(ValueError):
-    """The path given is not a mushin-nb sweep directory (a user mistake)."""
+    """The path given is not a mushin-nb sweep directory (a user mistake).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> inspect_sweep_dir(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    mushin_nb._check.NotASweepDir: DIR '...' is not a mushin-nb sweep directory: it has no .mushin/. Give the working_dir= of a run.
+    """
 
 
 class SweepBusy(RuntimeError):
-    """A live sweep holds the directory's lock: --repair waits for it to end."""
+    """A live sweep holds the directory's lock: --repair waits for it to end.
+
+    Examples
+    --------
+    >>> from mushin_nb._lock import SweepLock
+    >>> d = _example_sweep_dir()
+    >>> with SweepLock(d):
+    ...     repair_sweep_dir(d)
+    Traceback (most recent call last):
+    ...
+    mushin_nb._check.SweepBusy: DIR '...' is being written by a sweep (lock held by pid ...). Nothing was changed: ...
+    """
 
 
 @dataclass
 class Health:
-    """What :func:`inspect_sweep_dir` found."""
+    """What :func:`inspect_sweep_dir` found.
+
+    ``manifest_state`` is ``"ok"``, ``"rebuilt"`` (from the per-run copies) or
+    ``"lost"``; ``cells`` counts the cells ``done``, ``failed``, ``cancelled``,
+    ``damaged`` and ``missing`` of ``total``; ``damage`` names each damaged file;
+    ``temps`` are the temporary files of writes; ``lock`` is the lock's holder.
+    The fields after ``lock`` tell :func:`repair_sweep_dir` what to rebuild.
+
+    Examples
+    --------
+    >>> h = inspect_sweep_dir(_example_sweep_dir())
+    >>> h.grid, h.cells
+    ('x(2)', {'done': 1, 'failed': 0, 'cancelled': 0, 'damaged': 0, 'missing': 1, 'total': 2})
+    >>> h.healthy, h.stale_temps, h.lock
+    (True, [], None)
+    """
 
     sweep_dir: Path
     manifest: dict[str, Any] | None = None
@@ -58,11 +104,27 @@ class Health:
 
     @property
     def stale_temps(self) -> list[TempFile]:
+        """The temporary files whose writer is gone (``--repair`` removes them)."""
         return [t for t in self.temps if t.writer == "dead"]
 
     @property
     def healthy(self) -> bool:
+        """True when nothing is damaged and no stale temporary file is left."""
         return not self.damage and not self.stale_temps
+
+
+def _example_sweep_dir() -> Path:
+    """A sweep directory over ``x`` in ``[1, 2]`` whose first job is done (for the examples)."""
+    import tempfile
+
+    from ._sweep import Param, SweepSpec
+
+    d = Path(tempfile.mkdtemp())
+    spec = SweepSpec([Param("x", [1, 2], ["1", "2"], swept=True)]).to_json()
+    _store.write_manifest(d, {"runs": ["r1"], "spec": spec, "run_specs": {"r1": spec}, "workflow": "W"})
+    done = JobResult(index=(0,), status="done", subdir="0", job_num=0, run_id="r1", metrics={"y": 1.0})
+    _store.write_job_result(d, d / "0", done)
+    return d
 
 
 def _rel(p: Path, base: Path) -> str:
@@ -104,7 +166,7 @@ def _lock_holder(sweep: Path) -> dict[str, Any] | None:
     holder = read_holder(sweep)
     if holder is not None:
         try:
-            fd = os.open(lock_path(sweep), os.O_RDONLY | _store._O_NOFOLLOW)
+            fd = _store.open_nofollow(lock_path(sweep))
             with os.fdopen(fd, "rb") as f:
                 holder["content"] = f.read(2000).decode("utf-8", "replace").strip()
         except OSError as e:
@@ -143,17 +205,63 @@ def _cell_counts(results: list[JobResult], size: int) -> dict[str, int]:
 
 
 def inspect_sweep_dir(sweep_dir: Path | str) -> Health:
-    """The health of a sweep directory (raises :class:`NotASweepDir` if it is none)."""
+    """The health of a sweep directory (raises :class:`NotASweepDir` if it is none).
+
+    It is read as a reload reads it (the manifest, the index, the job directories),
+    and more thoroughly: each indexed job's own result file, the per-run copies of
+    the manifest, temporary files of interrupted writes and the lock's holder.
+    Nothing is changed.
+
+    Examples
+    --------
+    >>> d = _example_sweep_dir()
+    >>> h = inspect_sweep_dir(d)
+    >>> h.healthy, h.manifest_state, h.cells["done"], h.cells["missing"], h.index_lines
+    (True, 'ok', 1, 1, 1)
+    >>> (d / "0" / "mushin_result.json").unlink()
+    >>> h = inspect_sweep_dir(d)
+    >>> h.healthy, [x.problem for x in h.damage]
+    (False, ['is missing'])
+    """
     from ._sweep import SweepSpec
     from ._workflows import manifest_results
 
     sweep = _check_dir(sweep_dir)
-    meta = sweep / _store.META_DIR
     h = Health(sweep_dir=sweep)
     damage: list[Damage] = []
+    manifest = _inspect_manifest(h, damage)
+    # the results, as a reload reads them
+    run_ids = manifest.get("runs") if manifest is not None else None
+    records = _store.read_records(sweep, run_ids=run_ids, damage=damage)
+    h.unplaced = [Path(d.path) for d in damage if d.marker is not None and not d.marker.index]
+    if manifest is not None:
+        spec = SweepSpec.from_json(manifest["spec"])
+        results = manifest_results(manifest, records, spec, damage=damage)
+        h.cells = _cell_counts(results, spec.size)
+        h.grid = " x ".join(f"{p.name}({len(p.values)})" for p in spec.swept) or "one cell"
+    latest = _inspect_result_files(h, damage)
+    try:
+        unindexed = _store.unindexed_dirs(sweep, latest)
+    except OSError:
+        unindexed = []
+    n_unindexed = sum(1 for name in unindexed for _ in _store.job_dirs_below(sweep, name))
+    n_unindexed -= len(h.unplaced)
+    if n_unindexed > 0:
+        h.index_stale = True
+        h.notes.append(
+            f"{n_unindexed} job director{'y is' if n_unindexed == 1 else 'ies are'} not in the index (a job "
+            "stopped between its result file and its index line): read by scanning; --repair adds them"
+        )
+    _inspect_temps(h, latest, unindexed)
+    h.lock = _lock_holder(sweep)
+    h.damage = damage
+    return h
 
-    # the manifest and its per-run copies
-    manifest = _store.read_manifest(sweep, damage=damage)
+
+def _inspect_manifest(h: Health, damage: list[Damage]) -> dict[str, Any] | None:
+    """Read the manifest and check its per-run copies (into ``h`` and ``damage``)."""
+    meta = h.sweep_dir / _store.META_DIR
+    manifest = _store.read_manifest(h.sweep_dir, damage=damage)
     h.manifest = manifest
     if any(d.fatal for d in damage):
         h.manifest_state = "lost"
@@ -173,12 +281,12 @@ def inspect_sweep_dir(sweep_dir: Path | str) -> Health:
     else:
         for run_id in manifest.get("runs", []):
             p = meta / _store.RUNS_DIR / f"{run_id}.json"
-            c, problem = _store._read_json(p)
+            c, problem = _store.read_json(p)
             if problem == "is missing":
                 h.missing_copies.append(run_id)
                 continue
             if problem is None:
-                problem = _store._run_copy_problem(c, run_id)
+                problem = _store.run_copy_problem(c, run_id)
             if problem is not None:
                 h.missing_copies.append(run_id)
                 damage.append(
@@ -189,19 +297,14 @@ def inspect_sweep_dir(sweep_dir: Path | str) -> Health:
                 f"{len(h.missing_copies)} run(s) have no per-run copy in .mushin/runs/ (written by an older "
                 "mushin-nb): the manifest could not be rebuilt if it were damaged; --repair writes them"
             )
+    return manifest
 
-    # the results, as a reload reads them
-    run_ids = manifest.get("runs") if manifest is not None else None
-    records = _store.read_records(sweep, run_ids=run_ids, damage=damage)
-    h.unplaced = [Path(d.path) for d in damage if d.marker is not None and not d.marker.index]
-    if manifest is not None:
-        spec = SweepSpec.from_json(manifest["spec"])
-        results = manifest_results(manifest, records, spec, damage=damage)
-        h.cells = _cell_counts(results, spec.size)
-        h.grid = " x ".join(f"{p.name}({len(p.values)})" for p in spec.swept) or "one cell"
 
-    # each indexed job's own result file (a reload does not read it: the index line holds it)
-    raw, _bad, _ = _store._read_index(sweep)
+def _inspect_result_files(h: Health, damage: list[Damage]) -> dict[str, dict[str, Any]]:
+    """Check each indexed job's own result file (a reload does not read it: the index
+    line holds it). Returns the latest index record of each job directory."""
+    sweep = h.sweep_dir
+    raw, _bad, _ = _store.read_index(sweep)
     h.index_lines = len(raw) + len(_bad)
     h.index_stale = bool(_bad)
     latest: dict[str, dict[str, Any]] = {}
@@ -210,9 +313,9 @@ def inspect_sweep_dir(sweep_dir: Path | str) -> Health:
     for sub, rec in latest.items():
         job_dir = sweep / sub
         p = job_dir / _store.RESULT_JSON
-        own, problem = _store._read_json(p)
+        own, problem = _store.read_json(p)
         if problem is None:
-            problem = _store._record_problem(own)
+            problem = _store.record_problem(own)
         if problem is None:
             continue
         if not job_dir.is_dir():
@@ -227,20 +330,13 @@ def inspect_sweep_dir(sweep_dir: Path | str) -> Health:
                 repairable=True,
             )
         )
-    try:
-        unindexed = _store._unindexed_dirs(sweep, latest)
-    except OSError:
-        unindexed = []
-    n_unindexed = sum(1 for name in unindexed for _ in _store._job_dirs_below(sweep, name))
-    n_unindexed -= len(h.unplaced)
-    if n_unindexed > 0:
-        h.index_stale = True
-        h.notes.append(
-            f"{n_unindexed} job director{'y is' if n_unindexed == 1 else 'ies are'} not in the index (a job "
-            "stopped between its result file and its index line): read by scanning; --repair adds them"
-        )
+    return latest
 
-    # temporary files of writes, and the lock
+
+def _inspect_temps(h: Health, latest: dict[str, dict[str, Any]], unindexed: list[str]) -> None:
+    """Find the temporary files of writes in the directories a sweep writes to."""
+    sweep = h.sweep_dir
+    meta = sweep / _store.META_DIR
     dirs = [sweep, meta, meta / _store.RUNS_DIR]
     dirs += [sweep / name for name in sorted(set(unindexed) | {s.split("/", 1)[0] for s in latest})]
     dirs += [sweep / s for s in latest if "/" in s]
@@ -265,12 +361,23 @@ def inspect_sweep_dir(sweep_dir: Path | str) -> Health:
             f"{_rel(p, sweep)}: a temporary file of an older mushin-nb (its writer is unknown); "
             "remove it by hand if no sweep is writing to this directory"
         )
-    h.lock = _lock_holder(sweep)
-    h.damage = damage
-    return h
 
 
 def format_health(h: Health) -> str:
+    """What ``mushin-nb check`` prints for ``h``: the sweep, its cells, each damaged
+    file with whether ``--repair`` rebuilds it, stale temporary files, the lock, and
+    the result with the fix.
+
+    Examples
+    --------
+    >>> print(format_health(inspect_sweep_dir(_example_sweep_dir())))
+    mushin-nb check ...
+      sweep: W; 1 run(s); grid x(2)
+      manifest: ok
+      cells: 2: 1 done, 0 failed, 0 cancelled, 0 damaged, 1 missing
+      index: 1 line(s)
+      result: healthy
+    """
     sweep = h.sweep_dir
     out = [f"mushin-nb check {sweep}"]
     m = h.manifest
@@ -329,7 +436,17 @@ def _move_aside(p: Path) -> Path:
 def repair_sweep_dir(sweep_dir: Path | str, *, break_lock: bool = False) -> list[str]:
     """Rebuild what can be rebuilt in a sweep directory; returns what was done.
     Raises :class:`SweepBusy` (changing nothing) while a live sweep holds its lock,
-    unless ``break_lock`` (the user is sure its holder is dead): then the lock is removed."""
+    unless ``break_lock`` (the user is sure its holder is dead): then the lock is removed.
+
+    Examples
+    --------
+    >>> d = _example_sweep_dir()
+    >>> (d / "0" / "mushin_result.json").unlink()
+    >>> repair_sweep_dir(d)
+    ['rewrote 0/mushin_result.json from its index line']
+    >>> repair_sweep_dir(d)
+    []
+    """
     from . import _lock
 
     h = inspect_sweep_dir(sweep_dir)
@@ -379,7 +496,7 @@ def repair_sweep_dir(sweep_dir: Path | str, *, break_lock: bool = False) -> list
             f"(the previous one is kept as {_store.META_DIR}/index.damaged.jsonl)"
         )
     for t in h.stale_temps:
-        if _store._unlink_quiet(t.path):
+        if _store.unlink_quiet(t.path):
             done.append(f"removed {_rel(t.path, sweep)} (a temporary file of pid {t.pid}, which is gone)")
     return done
 
@@ -388,18 +505,18 @@ def _rebuild_index(sweep: Path, manifest: dict[str, Any] | None) -> int:
     """Write the index anew from the job directories' result files (the index line
     where a result file is unreadable), atomically; the old one is kept."""
     meta = sweep / _store.META_DIR
-    raw, _bad, _ = _store._read_index(sweep)
+    raw, _bad, _ = _store.read_index(sweep)
     by_sub: dict[str, dict[str, Any]] = {}
     for rec in raw:
-        own, problem = _store._read_json(sweep / rec["subdir"] / _store.RESULT_JSON)
-        if problem is None and _store._record_problem(own) is None:
+        own, problem = _store.read_json(sweep / rec["subdir"] / _store.RESULT_JSON)
+        if problem is None and _store.record_problem(own) is None:
             own["subdir"] = rec["subdir"]
             rec = own
         by_sub[rec["subdir"]] = rec
-    for name in _store._unindexed_dirs(sweep, by_sub):
-        for sub in _store._job_dirs_below(sweep, name):
-            own, problem = _store._read_json(sweep / sub / _store.RESULT_JSON)
-            if problem is None and _store._record_problem(own) is None:
+    for name in _store.unindexed_dirs(sweep, by_sub):
+        for sub in _store.job_dirs_below(sweep, name):
+            own, problem = _store.read_json(sweep / sub / _store.RESULT_JSON)
+            if problem is None and _store.record_problem(own) is None:
                 own["subdir"] = sub
                 by_sub[sub] = own
     keep = set(manifest.get("runs", [])) if manifest is not None else None
@@ -414,7 +531,18 @@ def _rebuild_index(sweep: Path, manifest: dict[str, Any] | None) -> int:
 
 def main(sweep_dir: str, *, repair: bool = False, break_lock: bool = False) -> int:
     """The ``check`` command: print the health (after the repair with ``repair``);
-    0 if healthy, 1 if damaged, 2 if ``sweep_dir`` is not a sweep directory."""
+    0 if healthy, 1 if damaged, 2 if ``sweep_dir`` is not a sweep directory.
+
+    Examples
+    --------
+    >>> d = _example_sweep_dir()
+    >>> main(str(d))
+    mushin-nb check ...
+      result: healthy
+    0
+    >>> main(str(d / "0"))
+    2
+    """
     import sys
 
     try:

@@ -7,7 +7,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -44,6 +44,197 @@ def _fill_for(dtype: np.dtype) -> tuple[np.dtype, Any]:
     return dtype, None
 
 
+class _Grid:
+    """The Dataset's grid: its dimensions (swept parameters, and fixed ones as
+    singleton dimensions if asked), their coordinates, and where a cell lands."""
+
+    def __init__(self, spec: SweepSpec, singleton: bool) -> None:
+        from ._sweep import sanitize_coord_values
+
+        self.spec = spec
+        self.dims: list[str] = []
+        self.coords: dict[str, Any] = {}
+        self.swept_axes: list[int] = []  # position of each swept param among grid dims
+        for p in spec.params:
+            if p.swept:
+                self.swept_axes.append(len(self.dims))
+                self.dims.append(p.name)
+                self.coords[p.name] = sanitize_coord_values(list(p.values))
+            elif singleton:
+                self.dims.append(p.name)
+                self.coords[p.name] = [_fixed_coord(p.value)]
+        self.shape = tuple(len(self.coords[d]) for d in self.dims)
+
+    def full_index(self, r: JobResult) -> tuple[int, ...]:
+        idx = [0] * len(self.dims)
+        for ax, i in zip(self.swept_axes, r.index):
+            idx[ax] = i
+        return tuple(idx)
+
+    def cell_label(self, r: JobResult) -> str:
+        return (
+            ", ".join(f"{p.name}={p.values[i]!r}" for p, i in zip(self.spec.swept, r.index)) or "the one job"
+        )
+
+    def examples(self, pairs: list[tuple[JobResult, np.ndarray]], key: Callable[[np.ndarray], Any]) -> str:
+        by_key: dict[Any, str] = {}
+        for r, v in pairs:
+            by_key.setdefault(key(v), self.cell_label(r))
+        return "; ".join(f"{k} (e.g. at {lab})" for k, lab in by_key.items())
+
+
+def _metric_names(done: Sequence[JobResult]) -> list[str]:
+    """Metric names in the order the (earliest) jobs returned them."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for r in done:
+        for k in r.metrics or {}:
+            if k not in seen:
+                seen.add(k)
+                names.append(k)
+    return names
+
+
+def _coord_values(done: Sequence[JobResult], name: str, names: list[str]) -> np.ndarray | None:
+    """The coordinate taken from the metric ``name`` (e.g. "epoch"): the longest one
+    when jobs differ."""
+    if name not in names:
+        raise ValueError(f"coord_from_metrics={name!r} is not one of the metrics {names}; name one of them.")
+    out: np.ndarray | None = None
+    for r in done:
+        if r.metrics is not None and name in r.metrics:
+            v = np.asarray(r.metrics[name])
+            v = v if v.ndim <= 1 else v.reshape(-1, v.shape[-1])[0]
+            if out is None or v.size > out.size:
+                out = v
+    return out
+
+
+def _unmixable(name: str, pairs: list[tuple[JobResult, np.ndarray]], grid: _Grid) -> str | None:
+    """Why the values of metric ``name`` cannot make one variable (None if they can)."""
+    vals = [v for _, v in pairs]
+    kinds = {"text" if v.dtype.kind in "US" else "other" for v in vals}
+    if len(kinds) > 1:
+        return (
+            f"The metric {name!r} is text in some jobs and not in others "
+            f"({grid.examples(pairs, lambda v: v.dtype.name)}); it is left out."
+        )
+    if any(v.dtype.kind == "O" for v in vals):
+        return (
+            f"The metric {name!r} holds Python objects "
+            f"({grid.examples(pairs, lambda v: v.dtype.name)}); it is left out."
+        )
+    if len({v.ndim for v in vals}) > 1:
+        return (
+            f"The metric {name!r} has a different number of dimensions in different jobs: "
+            f"{grid.examples(pairs, lambda v: v.shape)}; it is left out (return one shape in every job)."
+        )
+    return None
+
+
+def _metric_array(
+    name: str, pairs: list[tuple[JobResult, np.ndarray]], grid: _Grid, notes: list[str]
+) -> np.ndarray | None:
+    """The grid-shaped array of metric ``name`` (None if it is left out: said in ``notes``).
+    Cells without a value are NaN ("" for text); ragged values are padded."""
+    why = _unmixable(name, pairs, grid)
+    if why is not None:
+        notes.append(why)
+        return None
+    vals = [v for _, v in pairs]
+    shapes = {v.shape for v in vals}
+    mshape = tuple(max(s[n] for s in shapes) for n in range(len(vals[0].shape)))
+    ragged = len(shapes) > 1
+    if ragged:
+        notes.append(
+            f"The metric {name!r} has different shapes in different jobs: "
+            f"{grid.examples(pairs, lambda v: v.shape)}; it is padded to {mshape} with "
+            "NaN ('' for text)."
+        )
+    try:
+        dtype = np.result_type(*vals)
+    except TypeError as e:  # e.g. bytes and str (numpy's DTypePromotionError)
+        notes.append(
+            f"The metric {name!r} has types that do not mix ({e}; "
+            f"{grid.examples(pairs, lambda v: v.dtype.name)}); it is left out."
+        )
+        return None
+    complete = len(pairs) == int(np.prod(grid.shape)) and not ragged
+    fill = None
+    if not complete:
+        dtype, fill = _fill_for(dtype)
+    arr = np.empty(grid.shape + mshape, dtype=dtype)
+    if fill is not None:
+        arr[...] = fill
+    if ragged:
+        for r, v in pairs:
+            arr[grid.full_index(r) + tuple(slice(0, n) for n in v.shape)] = v
+    else:
+        stacked = np.stack(vals).astype(dtype, copy=False)
+        if grid.dims:
+            idx = np.array([grid.full_index(r) for r, _ in pairs], dtype=np.intp)
+            arr[tuple(idx.T)] = stacked
+        else:  # no swept parameter: one job
+            arr[...] = stacked[-1]
+    return arr
+
+
+def _metric_vars(
+    done: Sequence[JobResult], grid: _Grid, coord_from_metrics: str | None, notes: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The metrics' data variables and the coordinates of their own dimensions."""
+    names = _metric_names(done)
+    extra_coord_values = None
+    if coord_from_metrics is not None:
+        extra_coord_values = _coord_values(done, coord_from_metrics, names)
+    data_vars: dict[str, Any] = {}
+    extra_coords: dict[str, Any] = {}
+    for name in names:
+        if name == coord_from_metrics:
+            continue
+        pairs = [(r, r.metrics[name]) for r in done if r.metrics and name in r.metrics]
+        arrays = [(r, np.asarray(v)) for r, v in pairs if v is not None]
+        if not arrays:
+            continue
+        arr = _metric_array(name, arrays, grid, notes)
+        if arr is None:
+            continue
+        extra: list[str] = []
+        for n, size in enumerate(arr.shape[len(grid.shape) :]):
+            if (
+                n == 0
+                and coord_from_metrics is not None
+                and extra_coord_values is not None
+                and extra_coord_values.size == size
+            ):
+                extra.append(coord_from_metrics)
+                extra_coords.setdefault(coord_from_metrics, extra_coord_values)
+            else:
+                dname = f"{name}_dim{n}"
+                extra.append(dname)
+                extra_coords.setdefault(dname, np.arange(size))
+        data_vars[name] = (tuple(grid.dims) + tuple(extra), arr)
+    return data_vars, extra_coords
+
+
+def _rename_clashes(
+    data_vars: dict[str, Any], taken_coords: set[str], builtin: Mapping[str, Any], notes: list[str]
+) -> dict[str, Any]:
+    """A metric named like a coordinate, a dimension or mushin_nb's own variables (left
+    by an older version, which did not refuse such names) is shown under another name."""
+    taken = taken_coords | set(builtin) | set(data_vars)
+    for name in list(data_vars):
+        if name in taken_coords or name in builtin:
+            new, k = f"{name}_metric", 2
+            while new in taken:
+                new, k = f"{name}_metric{k}", k + 1
+            taken.add(new)
+            data_vars = {(new if n == name else n): v for n, v in data_vars.items()}
+            what = "a coordinate" if name in taken_coords else "a variable of mushin_nb"
+            notes.append(f"The metric {name!r} has the name of {what}; it is shown as {new!r}.")
+    return data_vars
+
+
 def build_dataset(
     spec: SweepSpec,
     results: Sequence[JobResult],
@@ -58,176 +249,47 @@ def build_dataset(
     """Place each job's metrics at the grid cell of its parameter values.
 
     Cells without a result are NaN (numbers; ints and bools are promoted to float
-    while any cell is missing) or "" (strings). The job order never matters.
+    while any cell is missing) or "" (strings). The job order never matters. What
+    cannot be shown as returned (a metric whose jobs disagree on its kind, a ragged
+    metric that is padded, a renamed metric) is told in one RuntimeWarning.
+
+    Examples
+    --------
+    >>> from mushin_nb._store import JobResult
+    >>> from mushin_nb._sweep import Param, SweepSpec
+    >>> spec = SweepSpec([Param("x", [1, 2, 3], ["1", "2", "3"], swept=True)])
+    >>> results = [JobResult(index=(2,), status="done", metrics={"y": 9}),
+    ...            JobResult(index=(0,), status="done", metrics={"y": 1})]
+    >>> ds = build_dataset(spec, results, include_status=True)
+    >>> ds["y"].values.tolist(), ds["status"].values.tolist()
+    ([1.0, nan, 9.0], ['done', 'pending', 'done'])
     """
     import xarray as xr
 
-    from ._sweep import sanitize_coord_values
-
     singleton = non_multirun_params_as_singleton_dims
-    grid_dims: list[str] = []
-    coords: dict[str, Any] = {}
-    swept_axes: list[int] = []  # position of each swept param among grid dims
-    for p in spec.params:
-        if p.swept:
-            swept_axes.append(len(grid_dims))
-            grid_dims.append(p.name)
-            coords[p.name] = sanitize_coord_values(list(p.values))
-        elif singleton:
-            grid_dims.append(p.name)
-            coords[p.name] = [_fixed_coord(p.value)]
-    grid_shape = tuple(len(coords[d]) for d in grid_dims)
+    grid = _Grid(spec, singleton)
     attrs = {p.name: _attr_value(p.value) for p in spec.fixed}
-
     done = [r for r in results if r.status == "done" and r.metrics is not None]
-    # metric names in the order the (earliest) jobs returned them
-    names: list[str] = []
-    seen: set[str] = set()
-    for r in done:
-        for k in r.metrics or {}:
-            if k not in seen:
-                seen.add(k)
-                names.append(k)
-
-    def full_index(r: JobResult) -> tuple[int, ...]:
-        idx = [0] * len(grid_dims)
-        for ax, i in zip(swept_axes, r.index):
-            idx[ax] = i
-        return tuple(idx)
-
-    def cell_label(r: JobResult) -> str:
-        return ", ".join(f"{p.name}={p.values[i]!r}" for p, i in zip(spec.swept, r.index)) or "the one job"
-
-    def examples(pairs: list[tuple[JobResult, np.ndarray]], key: Callable[[np.ndarray], Any]) -> str:
-        by_key: dict[Any, str] = {}
-        for r, v in pairs:
-            by_key.setdefault(key(v), cell_label(r))
-        return "; ".join(f"{k} (e.g. at {lab})" for k, lab in by_key.items())
-
     # what went wrong with which metric: told in one warning per build, never raised
     notes: list[str] = []
-
-    # coordinate taken from a metric (e.g. "epoch"): the longest one when jobs differ
-    extra_coord_values = None
-    if coord_from_metrics is not None:
-        if coord_from_metrics not in seen:
-            raise ValueError(
-                f"coord_from_metrics={coord_from_metrics!r} is not one of the metrics "
-                f"{names}; name one of them."
-            )
-        for r in done:
-            if coord_from_metrics in (r.metrics or {}):
-                v = np.asarray(r.metrics[coord_from_metrics])  # type: ignore[index]
-                v = v if v.ndim <= 1 else v.reshape(-1, v.shape[-1])[0]
-                if extra_coord_values is None or v.size > extra_coord_values.size:
-                    extra_coord_values = v
-
-    data_vars: dict[str, Any] = {}
-    extra_coords: dict[str, Any] = {}
-    for name in names:
-        if name == coord_from_metrics:
-            continue
-        pairs = [(r, r.metrics[name]) for r in done if r.metrics and name in r.metrics]  # type: ignore[index]
-        pairs = [(r, np.asarray(v)) for r, v in pairs if v is not None]
-        if not pairs:
-            continue
-        vals = [v for _, v in pairs]
-        kinds = {"text" if v.dtype.kind in "US" else "other" for v in vals}
-        if len(kinds) > 1:
-            notes.append(
-                f"The metric {name!r} is text in some jobs and not in others "
-                f"({examples(pairs, lambda v: v.dtype.name)}); it is left out."
-            )
-            continue
-        if any(v.dtype.kind == "O" for v in vals):
-            notes.append(
-                f"The metric {name!r} holds Python objects "
-                f"({examples(pairs, lambda v: v.dtype.name)}); it is left out."
-            )
-            continue
-        shapes = {v.shape for v in vals}
-        if len({len(s) for s in shapes}) > 1:
-            notes.append(
-                f"The metric {name!r} has a different number of dimensions in different jobs: "
-                f"{examples(pairs, lambda v: v.shape)}; it is left out (return one shape in every job)."
-            )
-            continue
-        mshape = tuple(max(s[n] for s in shapes) for n in range(len(vals[0].shape)))
-        ragged = len(shapes) > 1
-        if ragged:
-            notes.append(
-                f"The metric {name!r} has different shapes in different jobs: "
-                f"{examples(pairs, lambda v: v.shape)}; it is padded to {mshape} with "
-                "NaN ('' for text)."
-            )
-        try:
-            dtype = np.result_type(*vals)
-        except TypeError as e:  # e.g. bytes and str (numpy's DTypePromotionError)
-            notes.append(
-                f"The metric {name!r} has types that do not mix ({e}; "
-                f"{examples(pairs, lambda v: v.dtype.name)}); it is left out."
-            )
-            continue
-        complete = len(pairs) == int(np.prod(grid_shape)) and not ragged
-        fill = None
-        if not complete:
-            dtype, fill = _fill_for(dtype)
-        arr = np.empty(grid_shape + mshape, dtype=dtype)
-        if fill is not None:
-            arr[...] = fill
-        if ragged:
-            for r, v in pairs:
-                arr[full_index(r) + tuple(slice(0, n) for n in v.shape)] = v
-        else:
-            stacked = np.stack(vals).astype(dtype, copy=False)
-            if grid_dims:
-                idx = np.array([full_index(r) for r, _ in pairs], dtype=np.intp)
-                arr[tuple(idx.T)] = stacked
-            else:  # no swept parameter: one job
-                arr[...] = stacked[-1]
-        extra = []
-        for n, size in enumerate(mshape):
-            if n == 0 and extra_coord_values is not None and extra_coord_values.size == size:
-                extra.append(coord_from_metrics)
-                extra_coords.setdefault(coord_from_metrics, extra_coord_values)  # type: ignore[arg-type]
-            else:
-                dname = f"{name}_dim{n}"
-                extra.append(dname)
-                extra_coords.setdefault(dname, np.arange(size))
-        data_vars[name] = (tuple(grid_dims) + tuple(extra), arr)
+    data_vars, extra_coords = _metric_vars(done, grid, coord_from_metrics, notes)
 
     builtin: dict[str, Any] = {}
     if include_working_subdirs_as_data_var and sweep_dir is not None:
-        subdirs = np.full(grid_shape, "", dtype=object)
+        subdirs = np.full(grid.shape, "", dtype=object)
         for r in results:
             if r.subdir:
-                subdirs[full_index(r)] = str(Path(sweep_dir) / r.subdir)
-        builtin["working_subdir"] = (tuple(grid_dims), subdirs.astype(str))
+                subdirs[grid.full_index(r)] = str(Path(sweep_dir) / r.subdir)
+        builtin["working_subdir"] = (tuple(grid.dims), subdirs.astype(str))
     if include_status:
-        if status is None:
-            status = status_array(spec, results)
-        st = status
+        st = status_array(spec, results) if status is None else status
         if singleton:
-            st = st.reshape(grid_shape)
-        builtin["status"] = (tuple(grid_dims), st)
+            st = st.reshape(grid.shape)
+        builtin["status"] = (tuple(grid.dims), st)
 
-    # a metric named like a coordinate, a dimension or mushin_nb's own variables (left by
-    # an older version, which did not refuse such names) is shown under another name
-    taken = set(coords) | set(extra_coords) | set(builtin) | set(data_vars)
-    for name in list(data_vars):
-        if name in coords or name in extra_coords or name in builtin:
-            new, k = f"{name}_metric", 2
-            while new in taken:
-                new, k = f"{name}_metric{k}", k + 1
-            taken.add(new)
-            data_vars = {(new if n == name else n): v for n, v in data_vars.items()}
-            what = "a coordinate" if (name in coords or name in extra_coords) else "a variable of mushin_nb"
-            notes.append(f"The metric {name!r} has the name of {what}; it is shown as {new!r}.")
+    data_vars = _rename_clashes(data_vars, set(grid.coords) | set(extra_coords), builtin, notes)
     data_vars.update(builtin)
-
-    all_coords = dict(coords)
-    all_coords.update(extra_coords)
-    ds = xr.Dataset(data_vars=data_vars, coords=all_coords, attrs=attrs)
+    ds = xr.Dataset(data_vars=data_vars, coords={**grid.coords, **extra_coords}, attrs=attrs)
     if notes:
         of = f" of {sweep_dir}" if sweep_dir is not None else ""
         warnings.warn(
@@ -240,6 +302,18 @@ def build_dataset(
 
 
 def status_array(spec: SweepSpec, results: Sequence[JobResult]) -> np.ndarray:
+    """The state of each cell of ``spec``'s grid (``"pending"`` where no job reported;
+    the latest job of a cell, by job number, wins).
+
+    Examples
+    --------
+    >>> from mushin_nb._store import JobResult
+    >>> from mushin_nb._sweep import Param, SweepSpec
+    >>> spec = SweepSpec([Param("x", [1, 2], ["1", "2"], swept=True)])
+    >>> status_array(spec, [JobResult(index=(1,), status="failed", job_num=0),
+    ...                     JobResult(index=(1,), status="done", job_num=1)]).tolist()
+    ['pending', 'done']
+    """
     st = np.full(spec.shape, "pending", dtype="<U9")
     for r in sorted(results, key=lambda r: r.job_num):
         st[tuple(r.index)] = r.status
@@ -295,14 +369,16 @@ def _decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _engine() -> str:
+def _engine() -> Literal["h5netcdf", "netcdf4"]:
+    import importlib
+
     try:
         import h5netcdf  # noqa: F401
 
         return "h5netcdf"
     except ImportError:
         try:
-            import netCDF4  # noqa: F401
+            importlib.import_module("netCDF4")  # optional: no stubs needed
 
             return "netcdf4"
         except ImportError:
@@ -343,7 +419,7 @@ def save_netcdf(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = False
     path.parent.mkdir(parents=True, exist_ok=True)
     # the file's mode follows the umask; a temporary file left by an interrupted save
     # (its writer gone) is removed here
-    from ._store import _unlink_quiet, create_temp
+    from ._store import create_temp, unlink_quiet
 
     tmp, fd = create_temp(path)
     os.close(fd)
@@ -351,13 +427,26 @@ def save_netcdf(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = False
         out.to_netcdf(tmp, engine=_engine())
         os.replace(tmp, path)
     except BaseException:
-        _unlink_quiet(tmp)
+        unlink_quiet(tmp)
         raise
     return path
 
 
 def load_netcdf(path: str | os.PathLike) -> xr.Dataset:
-    """Read a file written by :func:`save_netcdf` (or any NetCDF file) into memory."""
+    """Read a file written by :func:`save_netcdf` (or any NetCDF file) into memory.
+
+    Attributes that :func:`save_netcdf` stored as JSON are decoded; string variables
+    and coordinates come back as ``str`` arrays; nothing is left open.
+
+    Examples
+    --------
+    >>> import xarray as xr, tempfile, os
+    >>> ds = xr.Dataset({"name": ("seed", ["a", "b"])}, coords={"seed": [0, 1]}, attrs={"cfg": {"k": [1]}})
+    >>> p = save_netcdf(ds, os.path.join(tempfile.mkdtemp(), "s.nc"))
+    >>> back = load_netcdf(p)
+    >>> back.attrs["cfg"], back["name"].dtype.kind
+    ({'k': [1]}, 'U')
+    """
     import xarray as xr
 
     with xr.open_dataset(path, engine=_engine()) as f:

@@ -45,6 +45,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import _proc
+
 __all__ = [
     "HEARTBEAT_EVERY",
     "STALE_AFTER",
@@ -76,6 +78,17 @@ class SweepLocked(RuntimeError):
 
     ``holder`` is the record read from the lock file (see :func:`read_holder`), ``path`` the
     lock file and ``sweep_dir`` the directory.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> with SweepLock(d):
+    ...     try:
+    ...         SweepLock(d).acquire()
+    ...     except SweepLocked as e:
+    ...         print(e.holder["pid"] == os.getpid(), e.path == lock_path(d))
+    True True
     """
 
     def __init__(self, message: str, *, holder: dict[str, Any], path: Path, sweep_dir: Path):
@@ -86,7 +99,13 @@ class SweepLocked(RuntimeError):
 
 
 def lock_path(sweep_dir: str | os.PathLike[str]) -> Path:
-    """The lock file of a sweep directory: ``<sweep_dir>/.mushin/lock``."""
+    """The lock file of a sweep directory: ``<sweep_dir>/.mushin/lock``.
+
+    Examples
+    --------
+    >>> lock_path("/data/sweep").as_posix()
+    '/data/sweep/.mushin/lock'
+    """
     return Path(sweep_dir) / META_DIR / LOCK_NAME
 
 
@@ -109,104 +128,32 @@ def _iso_to_unix(value: Any) -> float | None:
     return t.timestamp()
 
 
-def _read_small(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read(_MAX_BYTES)
-    except OSError:
-        return None
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks after boot) of a pid from /proc, or None."""
-    text = _read_small(f"/proc/{pid}/stat")
-    if not text:
-        return None
-    # field 2 (comm) may contain spaces and parentheses: the fields after it follow the last ')'
-    rest = text[text.rfind(")") + 2 :].split()
-    try:
-        return rest[0], int(rest[19])  # field 3 (state), field 22 (starttime)
-    except (IndexError, ValueError):
-        return None
-
-
-def _boot_id() -> str | None:
-    text = _read_small("/proc/sys/kernel/random/boot_id")
-    return text.strip() or None if text else None
-
-
-def _pid_namespace() -> str | None:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
-
-
-def _user() -> str:
-    try:
-        import getpass
-
-        return getpass.getuser()
-    except Exception:
-        return str(os.getuid()) if hasattr(os, "getuid") else "?"
-
-
 def _my_identity() -> dict[str, Any]:
-    stat = _proc_stat(os.getpid())
+    stat = _proc.proc_stat(os.getpid())
     return {
         "mushin_nb_lock": _FORMAT,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "start": stat[1] if stat else None,
-        "boot_id": _boot_id(),
-        "pidns": _pid_namespace(),
-        "user": _user(),
+        "boot_id": _proc.boot_id() or None,
+        "pidns": _proc.pid_namespace(),
+        "user": _proc.user_name(),
     }
-
-
-def _same_machine(record: dict[str, Any]) -> bool:
-    """True when the record's pid can be probed from here (same host, boot and pid namespace)."""
-    if record.get("host") != socket.gethostname():
-        return False
-    # a different boot id is another machine with the same name, or this one rebooted: the
-    # heartbeat decides either way. A different pid namespace (a container) cannot be probed.
-    for key, mine in (("boot_id", _boot_id()), ("pidns", _pid_namespace())):
-        theirs = record.get(key)
-        if theirs is not None and mine is not None and theirs != mine:
-            return False
-    return True
-
-
-def _pid_gone(pid: int, start: Any) -> str | None:
-    """Why a pid on this machine no longer is the recorded process, or None if it still is."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return f"pid {pid} no longer exists"
-    except PermissionError:
-        pass  # alive, another user's
-    except OSError:
-        return None
-    stat = _proc_stat(pid)
-    if stat is None:
-        return None
-    state, now_start = stat
-    if state in ("Z", "X", "x"):
-        return f"pid {pid} has exited"
-    if isinstance(start, int) and now_start != start:
-        return f"pid {pid} is now another process (start time {now_start}, recorded {start})"
-    return None
 
 
 def _stale_reason(record: dict[str, Any], mtime: float | None, stale_after: float) -> str | None:
     """Why the holder recorded in ``record`` is gone, or None when it may still be alive."""
     pid = record.get("pid")
-    if isinstance(pid, int) and 0 < pid < 2**31 and _same_machine(record):
+    if (
+        isinstance(pid, int)
+        and 0 < pid < 2**31
+        and _proc.same_machine(record.get("host"), record.get("boot_id"), record.get("pidns"))
+    ):
         if pid == os.getpid() and record.get("start") == _my_identity()["start"]:
             with _held_guard:
                 live = str(record.get("token")) in _held_tokens
             return None if live else "it was left by this process and is no longer held"
-        return _pid_gone(pid, record.get("start"))
+        return _proc.pid_gone(pid, record.get("start"))
     limit = stale_after
     recorded = record.get("stale_after")
     if isinstance(recorded, (int, float)) and recorded == recorded:
@@ -266,6 +213,17 @@ def read_holder(
     ``heartbeat``, ...) plus ``path`` (the lock file), ``modified`` (its mtime, ISO time),
     ``stale`` (True when the holder is gone and the next writer will take the lock over) and
     ``stale_reason``. A lock file that cannot be parsed gives ``{"unreadable": True, ...}``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> read_holder(d) is None
+    True
+    >>> with SweepLock(d):
+    ...     h = read_holder(d)
+    >>> h["pid"] == os.getpid(), h["stale"], h["path"] == str(lock_path(d))
+    (True, False, True)
     """
     path = lock_path(sweep_dir)
     got = _read_record(path)
@@ -300,6 +258,18 @@ def break_lock(
 
     Returns the holder removed (as :func:`read_holder` gives it), or None when there was no lock
     or it is live and ``force`` is False. For ``mushin-nb check --repair``.
+
+    Examples
+    --------
+    >>> import json, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> lock_path(d).parent.mkdir()
+    >>> gone = {"host": socket.gethostname(), "pid": 2**31 - 2}  # a process of this host that is gone
+    >>> _ = lock_path(d).write_text(json.dumps(gone))
+    >>> read_holder(d)["stale_reason"]
+    'pid 2147483646 no longer exists'
+    >>> break_lock(d)["pid"], read_holder(d)
+    (2147483646, None)
     """
     holder = read_holder(sweep_dir, stale_after=stale_after)
     if holder is None or not (force or holder["stale"]):
@@ -597,10 +567,11 @@ def _heartbeat(ref: weakref.ref[SweepLock], stop: threading.Event) -> None:
                 break
             time.sleep(min(0.1, interval))
         else:
+            theirs = {} if got is None else got[1] or {}
             reason = (
                 f"the lock file {lock.path} was removed"
                 if got is None
-                else f"the lock file {lock.path} now belongs to pid {got[1].get('pid')} on host {got[1].get('host')}"
+                else f"the lock file {lock.path} now belongs to pid {theirs.get('pid')} on host {theirs.get('host')}"
             )
             lock.lost = reason
             log.warning(

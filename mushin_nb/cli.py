@@ -59,6 +59,15 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``mushin-nb`` argument parser: ``demo``, ``export``, ``check`` and (from the
+    notebook layer) ``serve``.
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["check", "--repair", "sweep_dir"])
+    >>> args.command, args.sweep_dir, args.repair, args.break_lock
+    ('check', 'sweep_dir', True, False)
+    """
     p = argparse.ArgumentParser(prog="mushin-nb", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="run the learning-rate x seed sweep and save it to NetCDF")
@@ -102,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``mushin-nb`` with ``argv`` (default: the command line); returns the exit code.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> main(["check", tempfile.mkdtemp()])  # not a sweep directory
+    2
+    """
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mushin_nb import _lock
+from mushin_nb import _lock, _proc
 from mushin_nb._lock import SweepLock, SweepLocked, break_lock, lock_path, read_holder
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals")
@@ -138,7 +138,7 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path, holder):
 def test_lock_of_a_zombie_is_taken_over(tmp_path, holder):
     holder.send_signal(signal.SIGKILL)  # not reaped yet: the pid still exists, as a zombie
     deadline = time.monotonic() + 10
-    while _lock._proc_stat(holder.pid)[0] != "Z":
+    while _proc.proc_stat(holder.pid)[0] != "Z":
         assert time.monotonic() < deadline
         time.sleep(0.02)
     with pytest.warns(RuntimeWarning, match="has exited"):
@@ -180,7 +180,7 @@ def test_stale_after_is_settable(tmp_path):
 def test_pid_reuse_counts_as_stale(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        start = _lock._proc_stat(sleeper.pid)[1]
+        start = _proc.proc_stat(sleeper.pid)[1]
         me = _lock._my_identity()
         same_machine = {
             "host": me["host"],
