@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "BaseWorkflow": "._workflows",
-    "MultiRunMetricsWorkflow": "._workflows",
-    "RobustnessCurve": "._workflows",
+    "MultiRunMetricsWorkflow": "._multirun",
+    "RobustnessCurve": "._robustness",
     "multirun": "hydra_zen",
     "hydra_list": "hydra_zen",
     "SweepRun": "._execution",
@@ -34,7 +34,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ._dataset import load_netcdf, save_netcdf
     from ._execution import JobFailure, SweepError, SweepEvent, SweepRun
-    from ._workflows import BaseWorkflow, MultiRunMetricsWorkflow, RobustnessCurve
+    from ._multirun import MultiRunMetricsWorkflow
+    from ._robustness import RobustnessCurve
+    from ._workflows import BaseWorkflow
     from .notebook.panel import sweep_panel
 
 

@@ -223,8 +223,8 @@ def inspect_sweep_dir(sweep_dir: Path | str) -> Health:
     >>> h.healthy, [x.problem for x in h.damage]
     (False, ['is missing'])
     """
+    from ._reload import manifest_results
     from ._sweep import SweepSpec
-    from ._workflows import manifest_results
 
     sweep = _check_dir(sweep_dir)
     h = Health(sweep_dir=sweep)

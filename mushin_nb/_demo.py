@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._workflows import MultiRunMetricsWorkflow
+from ._multirun import MultiRunMetricsWorkflow
 
 LEARNING_RATES = [0.01, 0.1, 1.0]
 SEEDS = [0, 1, 2]

@@ -284,7 +284,7 @@ def _reusable(
 ) -> tuple[list[JobResult], int]:
     """The done results in ``sweep_dir`` that belong to cells of the plan's grid, and
     the first free job number."""
-    from ._workflows import manifest_results
+    from ._reload import manifest_results
 
     records = _store.read_records(sweep_dir, run_ids=old.get("runs"), damage=damage)
     done = [r for r in manifest_results(old, records, plan.spec, damage=damage) if r.status == "done"]
@@ -443,6 +443,7 @@ def _lost_lock(sweep: SweepRun, reason: str) -> None:
 
 
 def _runner(plan: SweepPlan, sweep_dir: Path) -> JobRunner:
+    from ._reload import upstream_parameter_names
     from ._sweep import reserved_metric_names
 
     return JobRunner(
@@ -455,7 +456,7 @@ def _runner(plan: SweepPlan, sweep_dir: Path) -> JobRunner:
         on_error=plan.on_error,
         workflow=plan.workflow_name,
         task_hash=plan.task_hash,
-        reserved=reserved_metric_names(plan.spec),
+        reserved=reserved_metric_names(plan.spec, extra=upstream_parameter_names(plan.spec)),
     )
 
 

@@ -288,11 +288,12 @@ def _to_python(value: Any) -> Any:
     return value
 
 
-def reserved_metric_names(spec: SweepSpec) -> frozenset[str]:
+def reserved_metric_names(spec: SweepSpec, extra: Iterable[str] = ()) -> frozenset[str]:
     """The names a task's metric cannot have in this sweep: the parameters (swept
     ones are the Dataset's coordinates, fixed ones its attributes or, with
     ``non_multirun_params_as_singleton_dims=True``, coordinates) and the names
-    mushin_nb gives its own variables (``status``, ``working_subdir``, ``job_dir``).
+    mushin_nb gives its own variables (``status``, ``working_subdir``, ``job_dir``), and
+    ``extra`` (e.g. an upstream sweep's parameters, coordinates along ``job_dir``).
 
     ``JobRunner(reserved=...)`` fails the first job that returns such a metric.
 
@@ -304,20 +305,7 @@ def reserved_metric_names(spec: SweepSpec) -> frozenset[str]:
     >>> sorted(reserved_metric_names(spec))
     ['job_dir', 'lr', 'seed', 'status', 'working_subdir']
     """
-    names = {p.name for p in spec.params} | set(BUILTIN_RESERVED)
-    # a run over target_job_dirs: the upstream sweep's parameters become coordinates
-    # along job_dir (MultiRunMetricsWorkflow.to_xarray), so they are taken too
-    targets = next((p for p in spec.swept if p.name == "job_dir"), None)
-    if targets is not None:
-        from pathlib import Path
-
-        from ._workflows import _job_params
-
-        for d in targets.values:
-            try:
-                names.update(_job_params(Path(d)))
-            except Exception:  # not a readable job directory: its parameters are unknown
-                pass
+    names = {p.name for p in spec.params} | set(BUILTIN_RESERVED) | set(extra)
     return frozenset(names)
 
 

@@ -39,7 +39,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from ._dataset import save_netcdf
-    from ._workflows import MultiRunMetricsWorkflow
+    from ._multirun import MultiRunMetricsWorkflow
 
     wf = MultiRunMetricsWorkflow().load_from_dir(args.sweep_dir)
     ds = wf.to_xarray(include_working_subdirs_as_data_var=args.with_dirs)

@@ -289,7 +289,7 @@ def test_default_metric_load_fn_is_safe(tmp_path):
 
     import torch
 
-    from mushin_nb._workflows import default_metric_load_fn
+    from mushin_nb._reload import default_metric_load_fn
 
     torch.save({"a": np.arange(3), "b": torch.ones(2), "c": 1.5}, tmp_path / "m.pt")
     out = default_metric_load_fn(tmp_path / "m.pt")
@@ -401,5 +401,5 @@ def test_single_value_multirun_is_a_dimension():
 def test_jobs_with_a_launcher_that_has_no_worker_count_is_an_error():
     with pytest.raises(ValueError, match="jobs=3"):
         Grid().run(x=multirun([1]), y=1, jobs=3)
-    with pytest.raises(ValueError, match="launcher='ray' is not a launcher this environment has"):
-        Grid().run(x=multirun([1]), y=1, jobs=2, launcher="ray")
+    with pytest.raises(ValueError, match="launcher='no_such' is not a launcher this environment has"):
+        Grid().run(x=multirun([1]), y=1, jobs=2, launcher="no_such")

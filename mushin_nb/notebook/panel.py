@@ -56,7 +56,7 @@ _SERIAL = tuple(i.name for i in LAUNCHERS if i.serial)
 def make_workflow(obj: Any) -> Any:
     """A workflow instance from a workflow class, instance or a plain task
     function (wrapped in a ``MultiRunMetricsWorkflow`` subclass named after it)."""
-    from mushin_nb._workflows import BaseWorkflow, MultiRunMetricsWorkflow
+    from mushin_nb import BaseWorkflow, MultiRunMetricsWorkflow
 
     if isinstance(obj, BaseWorkflow):
         return obj
@@ -670,7 +670,7 @@ def sweep_panel(task_or_workflow: Any, **initial: Any) -> SweepPanel:
     and ``launcher``, ``working_dir``, ``resume``, ``workers``, ``on_error``,
     ``save_path``, ``metric``, ``interval`` (seconds between redraws).
     """
-    from mushin_nb._workflows import RobustnessCurve
+    from mushin_nb import RobustnessCurve
 
     wf = make_workflow(task_or_workflow)
     if isinstance(wf, RobustnessCurve):
