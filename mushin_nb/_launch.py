@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import _store
-from ._execution import ON_ERROR, JobRunner, SweepRun, guard_global_hydra, new_run_id, task_hash
+from ._execution import ON_ERROR, SweepRun, guard_global_hydra, new_run_id
+from ._job import JobRunner, task_hash
 from ._launchers import (
     LAUNCHERS,
     LauncherInfo,

@@ -1,0 +1,405 @@
+"""One job: the function Hydra runs for each job, and recording a job that died.
+
+:class:`JobRunner` is what every launcher runs (in this process, in joblib
+workers, on SLURM, Dask or Ray nodes): it finds the job's grid cell, honours a
+cancel, runs ``pre_task`` and ``task``, checks and persists the result (or the
+failure) and never raises into Hydra. :func:`record_lost_job` records, from the
+driver, a job whose process died.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import _store
+from ._registry import LiveState, live_state
+from ._store import JobResult
+
+if TYPE_CHECKING:
+    from ._sweep import SweepSpec
+
+log = logging.getLogger("mushin_nb")
+
+__all__ = [
+    "JobRunner",
+    "JobOutcome",
+    "JobCancelled",
+    "task_hash",
+    "cell_of",
+    "match_cell",
+    "describe_exit",
+    "record_lost_job",
+]
+
+
+class JobCancelled(BaseException):
+    """Raised inside an in-process job by ``SweepRun.interrupt()`` (a BaseException,
+    so a task's ``except Exception`` does not swallow it)."""
+
+
+class JobOutcome:
+    """What the job wrapper returns to Hydra for a job that did not produce a
+    metrics dict (failed or cancelled); Hydra never sees the exception, so it
+    never aborts the batch."""
+
+    def __init__(self, status: str, error: dict[str, str] | None = None):
+        self.status = status
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"JobOutcome({self.status!r})"
+
+
+def task_hash(*fns: Any) -> str:
+    """A short hash of the source of ``fns`` (the task and pre_task): a resume refuses
+    to mix results of two versions of a task."""
+    h = hashlib.sha256()
+    for fn in fns:
+        fn = inspect.unwrap(fn) if callable(fn) else fn
+        try:
+            src = inspect.getsource(fn)
+            h.update(src.encode())
+        except (OSError, TypeError):
+            code = getattr(fn, "__code__", None)
+            if code is not None:
+                h.update(code.co_code)
+                h.update(repr(code.co_consts).encode())
+            else:
+                h.update(repr(fn).encode())
+    return h.hexdigest()[:16]
+
+
+class JobRunner:
+    """The function Hydra runs for each job (picklable: it travels to joblib,
+    submitit and Ray workers).
+
+    It finds the job's grid cell from its overrides, honours a cancel, runs
+    ``pre_task`` then ``task``, persists the return value (or the failure) in the
+    job directory and the sweep index, and never raises into Hydra.
+    """
+
+    def __init__(
+        self,
+        *,
+        task: Callable[[Any], Any],
+        pre_task: Callable[[Any], Any] | None,
+        sweep_dir: str,
+        run_id: str,
+        lookup: dict[str, dict[str, int]],
+        params: list[tuple[str, list[Any]]],
+        on_error: str,
+        workflow: str,
+        task_hash: str,
+        require_dict: bool = True,
+        reserved: Iterable[str] = (),
+    ):
+        self.task = task
+        self.pre_task = pre_task
+        self.sweep_dir = sweep_dir
+        self.run_id = run_id
+        self.lookup = lookup
+        self.params = params
+        self.on_error = on_error
+        self.workflow = workflow
+        self.task_hash = task_hash
+        self.require_dict = require_dict
+        # names no metric may have (see _sweep.reserved_metric_names)
+        self.reserved = frozenset(reserved)
+
+    def _index(self, overrides: list[str]) -> tuple[int, ...] | None:
+        return match_cell(overrides, self.lookup, self.params)
+
+    def _label(self, idx: tuple[int, ...] | None) -> str:
+        if idx is None:
+            return "(unknown cell)"
+        return ", ".join(f"{n}={vals[i]!r}" for (n, vals), i in zip(self.params, idx))
+
+    def _job(self) -> _Job:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        job_dir = Path(hc.runtime.output_dir)
+        sweep_dir = Path(self.sweep_dir)
+        overrides = list(hc.overrides.task)
+        job_num = int(hc.job.num)
+        idx = self._index(overrides)
+        if idx is None:
+            raise RuntimeError(
+                f"mushin_nb: job {job_num} has overrides {overrides} that match no cell of "
+                "the sweep; was the sweep changed by a sweeper plugin?"
+            )
+        try:
+            subdir = job_dir.relative_to(sweep_dir).as_posix()
+        except ValueError:
+            subdir = str(job_dir)
+        state = live_state(sweep_dir, run_id=self.run_id)
+        base = dict(index=idx, subdir=subdir, job_num=job_num, task_hash=self.task_hash, run_id=self.run_id)
+        return _Job(sweep_dir, job_dir, idx, subdir, state, base, self._label(idx))
+
+    def __call__(self, cfg: Any) -> Any:
+        job = self._job()
+        state = job.state
+        if (state is not None and state.cancel.is_set()) or _store.is_cancelled(job.sweep_dir):
+            job.persist(JobResult(status="cancelled", **job.base))
+            return JobOutcome("cancelled")
+        if state is not None:
+            state.job_thread = threading.current_thread()
+            if state.on_start is not None:
+                state.on_start(job.idx, job.subdir)
+        _mark_started(
+            job.job_dir, job.base
+        )  # a process that dies in the job leaves it: reload sees the death
+        t0 = time.perf_counter()
+        try:
+            return self._run_task(cfg, job, t0)
+        except JobCancelled:
+            job.persist(JobResult(status="cancelled", duration=time.perf_counter() - t0, **job.base))
+            return JobOutcome("cancelled")
+        except (Exception, SystemExit) as e:  # sys.exit() in a task ends that job, not the sweep
+            return self._failed(job, e, time.perf_counter() - t0)
+        finally:
+            if state is not None:
+                state.job_thread = None
+            _store.clear_job_started(job.job_dir)
+
+    def _run_task(self, cfg: Any, job: _Job, t0: float) -> Any:
+        if self.pre_task is not None:
+            self.pre_task(cfg)
+        out = self.task(cfg)
+        if out is not None and not isinstance(out, Mapping):
+            raise TypeError(
+                f"{self.workflow}.task must return a dict of metrics (or None), but the job "
+                f"with {job.label} returned a {type(out).__name__}: {out!r:.200}. "
+                "Return e.g. dict(accuracy=acc)."
+            )
+        metrics = None
+        if out is not None:  # checked here: a value or name the Dataset cannot hold fails this job
+            metrics = _store.convert_metrics(
+                out, reserved=self.reserved, swept=[n for n, _ in self.params], where=job.label
+            )
+        # inside the job's try: a result that cannot be written (a value without a stored
+        # form, a full disk) becomes this job's recorded failure
+        job.persist(
+            JobResult(
+                status="done",
+                metrics=metrics,
+                returned_none=out is None,
+                duration=time.perf_counter() - t0,
+                **job.base,
+            )
+        )
+        return out
+
+    def _failed(self, job: _Job, e: BaseException, duration: float) -> JobOutcome:
+        tb = traceback.format_exc()
+        err = {"type": type(e).__name__, "message": _exit_message(e), "traceback": tb}
+        try:
+            (job.job_dir / _store.ERROR_TXT).write_text(tb, encoding="utf-8")
+        except OSError:
+            pass
+        if self.on_error == "stop":
+            _store.set_cancel(job.sweep_dir, f"stopped after a failure in {job.subdir}")
+            if job.state is not None:
+                job.state.cancel.set()
+        job.persist(JobResult(status="failed", duration=duration, error=err, **job.base))
+        return JobOutcome("failed", err)
+
+
+@dataclass
+class _Job:
+    """One job's place: its directories, grid cell, the driver's live state (None in
+    a worker process) and the fields every record of it carries."""
+
+    sweep_dir: Path
+    job_dir: Path
+    idx: tuple[int, ...]
+    subdir: str
+    state: LiveState | None
+    base: dict[str, Any]
+    label: str
+
+    def persist(self, result: JobResult) -> None:
+        """Write ``result`` (job directory and index) and hand it to the live run. A
+        "done" record that cannot be written raises (the job's failure); a failure
+        record that cannot be written is logged, never raised into Hydra."""
+        result.finished = time.time()
+        if result.status == "done":
+            _store.write_job_result(self.sweep_dir, self.job_dir, result)
+        else:
+            try:
+                _store.write_job_result(self.sweep_dir, self.job_dir, result)
+            except Exception as e:
+                log.error(
+                    "mushin_nb: could not write the %s record of the job with %s in %s (%s: %s); "
+                    "this cell will show as missing when the sweep is reloaded",
+                    result.status,
+                    self.label,
+                    self.job_dir,
+                    type(e).__name__,
+                    e,
+                )
+        if self.state is not None and self.state.on_record is not None:
+            self.state.on_record(result)
+
+
+def _mark_started(job_dir: Path, base: Mapping[str, Any]) -> None:
+    try:
+        _store.mark_job_started(job_dir, **base)
+    except OSError as e:  # the job still runs; only a death in it would go unnoticed on reload
+        log.warning("mushin_nb: could not write the start marker in %s: %s", job_dir, e)
+
+
+def _exit_message(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        call = "sys.exit()" if e.code is None else f"sys.exit({e.code!r})"
+        code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+        return (
+            f"the task called {call} (exit code {code}); a job ends by returning its metrics or "
+            "raising an exception, and sys.exit() in a job ends only that job"
+        )
+    return str(e)
+
+
+def cell_of(overrides: list[str], spec: SweepSpec) -> tuple[int, ...] | None:
+    """The grid cell of ``spec`` a job's task overrides describe, or None."""
+    return match_cell(overrides, spec.lookup(), [(p.name, list(p.values)) for p in spec.swept])
+
+
+def match_cell(
+    overrides: list[str], lookup: Mapping[str, Mapping[str, int]], params: list[tuple[str, list[Any]]]
+) -> tuple[int, ...] | None:
+    """A job's task overrides -> its grid index: by the element strings the sweep
+    recorded (fast), else by parsed values (another sweeper may write values
+    differently); None if they match no cell."""
+    from ._overrides import override_name, parse_overrides, unquote
+    from ._sweep import parse_job_overrides
+
+    idx = parse_job_overrides(overrides, lookup)
+    if idx is not None:
+        return idx
+    found: dict[str, int] = {}
+    values = dict(params)
+    try:
+        parsed = parse_overrides(list(overrides))
+    except ValueError:
+        return None
+    for o in parsed:
+        name = override_name(o)
+        if name in values and not o.is_sweep_override():
+            v = unquote(o.value())
+            for i, c in enumerate(values[name]):
+                if type(c) is type(v) and c == v:
+                    found[name] = i
+                    break
+    if len(found) != len(lookup):
+        return None
+    return tuple(found[k] for k in lookup)
+
+
+_SIGNAL_NOTES = {
+    "SIGKILL": "out of memory?",
+    "SIGSEGV": "segmentation fault",
+    "SIGBUS": "bus error",
+    "SIGABRT": "aborted",
+    "SIGFPE": "floating-point exception",
+    "SIGILL": "illegal instruction",
+    "SIGTERM": "terminated",
+}
+
+
+def describe_exit(code: int | None) -> str:
+    """A process exit status as words: ``"exited with code 3"``, ``"killed by
+    signal 9 (SIGKILL: out of memory?)"`` (negative codes are signals, as in
+    ``subprocess``)."""
+    import signal as _signal
+
+    if code is None:
+        return "exit code/signal unknown"
+    if code < 0:
+        try:
+            name = _signal.Signals(-code).name
+        except ValueError:
+            return f"killed by signal {-code}"
+        note = _SIGNAL_NOTES.get(name)
+        return f"killed by signal {-code} ({name}{': ' + note if note else ''})"
+    return f"exited with code {code}"
+
+
+def record_lost_job(
+    sweep_dir: str | Path,
+    job_overrides: list[str],
+    job_num: int,
+    job_subdir: str | None,
+    reason: str,
+) -> JobResult | None:
+    """Record, from the driver, the failure of a job whose process died (a worker
+    killed by a signal, an ``os._exit``): a failed result in its job directory and
+    the sweep index, exactly like a job's own failure, so the live view, reload and
+    ``resume=True`` see it.
+
+    The cell is found from the job's overrides in the grid of the sweep's last run
+    (``.mushin/manifest.json``). A result the job wrote itself is never replaced.
+    Returns the record (the job's own if it wrote one), or None when ``sweep_dir``
+    holds no mushin_nb sweep or the overrides match no cell of it.
+    """
+    from ._sweep import SweepSpec
+
+    sweep_dir = Path(sweep_dir)
+    try:
+        manifest = _store.read_manifest(sweep_dir)
+    except Exception:
+        manifest = None
+    if not manifest or not manifest.get("runs"):
+        return None
+    run_id = manifest["runs"][-1]
+    spec = SweepSpec.from_json(manifest.get("run_specs", {}).get(run_id, manifest["spec"]))
+    idx = cell_of(list(job_overrides), spec)
+    if idx is None:
+        return None
+    job_dir = sweep_dir / job_subdir if job_subdir else sweep_dir / str(job_num)
+    try:
+        sub = job_dir.relative_to(sweep_dir).as_posix()
+    except ValueError:
+        sub = str(job_dir)
+    own = _store.read_job_marker(job_dir) or {}
+    if _store.has_result_of(job_dir, {"run_id": run_id, "job_num": job_num}):
+        try:
+            import json
+
+            d = json.loads((job_dir / _store.RESULT_JSON).read_text(encoding="utf-8"))
+            return JobResult.from_json(d, job_dir)
+        except Exception:
+            pass
+    label = ", ".join(f"{n}={v!r}" for n, v in spec.cell_params(idx).items())
+    logs = sorted(job_dir.glob("*.log")) if job_dir.is_dir() else []
+    see = f"; see {logs[0]}" if logs else f"; see {job_dir}"
+    msg = f"the job with {label} did not finish: {reason}{see}. resume=True runs it again."
+    started = float(own.get("started", 0.0) or 0.0)
+    r = JobResult(
+        index=idx,
+        status="failed",
+        subdir=sub,
+        job_num=int(job_num),
+        duration=time.time() - started if started else float("nan"),
+        error={"type": "ProcessDied", "message": msg, "traceback": ""},
+        task_hash=str(manifest.get("task_hash", "")),
+        finished=time.time(),
+        run_id=run_id,
+    )
+    try:
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / _store.ERROR_TXT).write_text(msg + "\n", encoding="utf-8")
+    except OSError:
+        pass
+    _store.write_job_result(sweep_dir, job_dir, r)
+    _store.clear_job_started(job_dir)
+    return r
