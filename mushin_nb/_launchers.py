@@ -17,8 +17,9 @@ Examples
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "LauncherInfo",
@@ -29,6 +30,9 @@ __all__ = [
     "installed_launchers",
     "registered_hydra_launchers",
     "launcher_label",
+    "launcher_fields",
+    "check_launcher_settings",
+    "settings_overrides",
 ]
 
 
@@ -161,6 +165,103 @@ def workers_overrides(info: LauncherInfo, n: int) -> list[str]:
         f"jobs={n} is not understood by launcher={info.name!r}; set its parallelism with its own "
         "Hydra settings in overrides=[...] (see docs/scaling.md), or use launcher='joblib'."
     )
+
+
+def launcher_fields(info: LauncherInfo) -> list[str] | None:
+    """The settings (``hydra.launcher.<field>``) of a launcher's config, from its
+    registered dataclass; None when its config is not a dataclass (e.g. a YAML
+    config of a lab's own plugin) or cannot be read: then any key is passed on."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    registered_hydra_launchers()  # Hydra's plugin scan registers the configs
+    node = ConfigStore.instance().repo.get("hydra", {}).get("launcher", {}).get(f"{info.hydra}.yaml")
+    if node is None:
+        return None
+    cfg = getattr(node, "node", None)
+    if cfg is None:
+        return None
+    try:
+        typ = OmegaConf.get_type(cfg)
+    except Exception:
+        return None
+    if typ is None or typ is dict or not hasattr(typ, "__dataclass_fields__"):
+        return None
+    return [k for k in cfg.keys() if not str(k).startswith("_")]
+
+
+def _setting_key(override: str) -> tuple[str, str] | None:
+    """(field, the override's key) of a ``hydra.launcher.<field>[...]=...`` override."""
+    key = override.partition("=")[0].strip().lstrip("+~")
+    if not key.startswith("hydra.launcher."):
+        return None
+    return key[len("hydra.launcher.") :].split(".", 1)[0], key
+
+
+def check_launcher_settings(info: LauncherInfo, overrides: Iterable[str]) -> None:
+    """Refuse, before anything is submitted, a ``hydra.launcher.<field>`` override that
+    the chosen launcher's config has no field for (a misspelled ``partition``, a SLURM
+    setting given to the joblib launcher, ...), naming the launcher's settings.
+
+    >>> check_launcher_settings(resolve_launcher("joblib"), ["hydra.launcher.n_jobs=2"])
+    >>> check_launcher_settings(resolve_launcher("joblib"), ["hydra.launcher.partition=gpu"])
+    Traceback (most recent call last):
+    ...
+    ValueError: overrides: 'hydra.launcher.partition=gpu': launcher='joblib' has no setting 'partition'; ...
+    """
+    found = [(o, k) for o in overrides if (k := _setting_key(str(o))) is not None]
+    if not found:
+        return
+    fields = launcher_fields(info)
+    if fields is None:
+        return
+    for o, (name, _key) in found:
+        if name not in fields:
+            raise _unknown_setting(info, name, fields, f"overrides: {o!r}")
+
+
+def _unknown_setting(info: LauncherInfo, name: str, fields: list[str], where: str) -> ValueError:
+    import difflib
+
+    close = difflib.get_close_matches(name, fields, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return ValueError(
+        f"{where}: launcher={info.name!r} has no setting {name!r}; {hint}"
+        f"its settings are {', '.join(fields)} (give them as launcher_settings={{...}} or "
+        "overrides=['hydra.launcher.<setting>=...']). Nothing was submitted."
+    )
+
+
+def settings_overrides(info: LauncherInfo, settings: Mapping[str, Any] | None) -> list[str]:
+    """The Hydra overrides for ``launcher_settings={field: value}`` (checked against the
+    launcher's config like :func:`check_launcher_settings`).
+
+    >>> settings_overrides(resolve_launcher("submitit_slurm", known=["mushin_nb_submitit_slurm"]),
+    ...                    {"partition": "debug", "timeout_min": 5})
+    ["hydra.launcher.partition='debug'", 'hydra.launcher.timeout_min=5']
+    """
+    from ._sweep import render_value
+
+    if settings is None:
+        return []
+    if not isinstance(settings, Mapping):
+        raise TypeError(
+            f"launcher_settings={settings!r}: give a dict of the launcher's settings, e.g. "
+            "launcher_settings={'partition': 'gpu', 'timeout_min': 60}"
+        )
+    out: list[str] = []
+    for k, v in settings.items():
+        if not isinstance(k, str) or not k.isidentifier():
+            raise ValueError(
+                f"launcher_settings: {k!r} is not a setting name; use the launcher's field names"
+            )
+        out.append(f"hydra.launcher.{k}={render_value(v, name=f'launcher_settings[{k!r}]')}")
+    fields = launcher_fields(info)
+    if fields is not None:
+        for k in settings:
+            if k not in fields:
+                raise _unknown_setting(info, k, fields, f"launcher_settings[{k!r}]")
+    return out
 
 
 def launcher_label(name: str) -> str:

@@ -1,10 +1,14 @@
-"""notebooks/scale_out.ipynb runs top to bottom (joblib and submitit_local)."""
+"""notebooks/scale_out.ipynb runs top to bottom: joblib, submitit_local, and its SLURM
+section on the tests' real SLURM cluster (tests/slurm_cluster.py; its SLURM_CONF reaches
+the notebook's kernel). Where SLURM is not installed (and CI is not set) that section runs
+its sweeps with joblib, as the notebook does for a reader without a cluster."""
 
 import os
 from pathlib import Path
 
 import nbformat
 import pytest
+import slurm_cluster
 from nbclient import NotebookClient
 
 NB = Path(__file__).resolve().parents[1] / "notebooks" / "scale_out.ipynb"
@@ -15,8 +19,18 @@ def test_scale_out_notebook_outputs_are_cleared():
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
 
+@pytest.fixture(scope="session")
+def slurm_or_none():
+    cluster = slurm_cluster.acquire(required=False)
+    try:
+        yield cluster
+    finally:
+        if cluster is not None:
+            slurm_cluster.release()
+
+
 @pytest.mark.slow
-def test_scale_out_notebook_runs(tmp_path, monkeypatch):
+def test_scale_out_notebook_runs(tmp_path, monkeypatch, slurm_or_none):
     # submitit's worker processes unpickle Hydra's plugin registry, test plugins included
     plugins = str(Path(__file__).parent / "plugins")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([plugins, os.environ.get("PYTHONPATH", "")]))
@@ -35,3 +49,8 @@ def test_scale_out_notebook_runs(tmp_path, monkeypatch):
     assert "diverged at lr=1.0" in text
     assert "reused 4 cells" in text
     assert "4 events" in text
+    # the SLURM section: the class API, the magic and the panel on the cluster
+    on = "slurm" if slurm_or_none is not None else "joblib"
+    assert f"{on}: {{'pending': 0, 'running': 0, 'done': 6" in text
+    assert f"magic on {on} ['done', 'done', 'done', 'done']" in text
+    assert f"panel on {'submitit_slurm' if on == 'slurm' else 'joblib'} ['done', 'done']" in text

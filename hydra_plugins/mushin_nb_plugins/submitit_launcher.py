@@ -75,7 +75,7 @@ def _how_it_ended(text: str, state: str) -> str:
     import re
     import signal
 
-    from mushin_nb._execution import describe_exit
+    from mushin_nb._job import describe_exit
 
     m = re.findall(r"called os\._exit\((-?\d+)\)", text)
     if m:
@@ -93,6 +93,20 @@ def _how_it_ended(text: str, state: str) -> str:
             return describe_exit(-int(sig))
     if "OUT_OF_MEMORY" in state:
         return f"killed for using too much memory (state {state})"
+    if state.startswith("CANCELLED"):
+        return (
+            f"cancelled on the cluster, not by this sweep (SLURM state {state!r}: a scancel, "
+            "or an administrator)"
+        )
+    if state.startswith("TIMEOUT"):
+        return (
+            f"stopped at its time limit (SLURM state {state!r}); give it more time with "
+            "overrides=['hydra.launcher.timeout_min=<minutes>']"
+        )
+    if state.startswith(("NODE_FAIL", "BOOT_FAIL")):
+        return f"lost with its node (SLURM state {state!r})"
+    if state.startswith("PREEMPTED"):
+        return f"preempted (SLURM state {state!r})"
     return (
         f"exit code/signal unknown (state {state}; a SIGKILL, e.g. by the out-of-memory killer, "
         "leaves no trace)"
@@ -115,13 +129,141 @@ def _tail(text: str, n: int = 15) -> str:
     return "\n".join(lines[-n:])
 
 
+def _cancel_on_signal(sweep_dir: str) -> None:
+    """In the job process: a SIGTERM (SLURM's ``scancel``) or SIGINT (submitit's local
+    cancel) that arrives while the sweep's cancel flag is set stops the job as
+    *cancelled*: the task is interrupted and the job records itself as cancelled.
+    Without the flag (a ``scancel`` from outside, a time limit) the signal keeps its
+    previous handler (submitit's: log and wait for SLURM's SIGKILL), so the job ends
+    as the failure it is."""
+    import os
+    import signal
+    from pathlib import Path
+
+    def make(sig: int, prev: Any) -> Any:
+        def handler(signum: int, frame: Any) -> None:
+            try:
+                from mushin_nb import _store
+
+                flagged = _store.is_cancelled(Path(sweep_dir))
+            except Exception:
+                flagged = False
+            if flagged:
+                from mushin_nb._job import JobCancelled as _JobCancelled
+
+                raise _JobCancelled()
+            if callable(prev):
+                prev(signum, frame)
+            elif prev == signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+
+        handler._mushin_nb = True  # type: ignore[attr-defined]
+        return handler
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        prev = signal.getsignal(sig)
+        if getattr(prev, "_mushin_nb", False):
+            continue
+        try:
+            signal.signal(sig, make(sig, prev))
+        except ValueError:  # pragma: no cover - not the main thread
+            pass
+
+
+class _Control:
+    """The driver's hold on one submitted batch: cancel it (the run's cancel hook)
+    or stop its queued jobs (``on_error="stop"``)."""
+
+    def __init__(self, executor: str, jobs: list[Any]):
+        self.executor = executor
+        self.jobs = jobs
+        self.cancelled = False  # the user cancelled the sweep: queued and running jobs stopped
+        self.stopped = False  # the sweep stops (on_error="stop"): queued jobs removed
+
+    def _slurm_ids(self) -> list[str]:
+        return sorted({str(j.job_id).split("_")[0] for j in self.jobs})
+
+    def cancel(self) -> None:
+        """SweepRun.cancel's hook: stop every job of the batch, queued or running."""
+        if self.cancelled:
+            return
+        self.cancelled = True
+        if self.executor == "slurm":
+            _scancel(self._slurm_ids())
+        else:
+            import signal
+
+            for j in self.jobs:
+                # submitit's local controller forwards a SIGTERM to its task (its own
+                # cancel() sends SIGINT, which also interrupts the controller itself)
+                proc = getattr(j, "_process", None)
+                try:
+                    if proc is not None and proc.poll() is None and not j.paths.result_pickle.exists():
+                        proc.send_signal(signal.SIGTERM)
+                except Exception as e:  # pragma: no cover - defensive
+                    log.warning("mushin_nb: could not cancel submitit job %s: %s", j.job_id, e)
+
+    def stop_queued(self) -> None:
+        """The sweep stops starting jobs: remove the queued ones (running ones finish)."""
+        if self.stopped or self.cancelled:
+            return
+        self.stopped = True
+        if self.executor == "slurm":
+            _scancel(self._slurm_ids(), "--state=PENDING")
+
+
+def _scancel(ids: list[str], *opts: str) -> None:
+    import subprocess
+
+    if not ids:
+        return
+    cmd = ["scancel", *opts, *ids]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        log.warning("mushin_nb: %s failed: %s", " ".join(cmd), e)
+        return
+    if out.returncode != 0:
+        log.warning("mushin_nb: %s failed: %s", " ".join(cmd), (out.stderr or out.stdout).strip())
+
+
+def _drop_stale_files(jobs: list[Any]) -> None:
+    """A cluster whose job ids started again at 1 (a new SLURM state directory) reuses
+    the submitit folders of an earlier sweep in the same directory: a result pickle or
+    log older than the job's own submission pickle belongs to that earlier job, and
+    submitit would read it as this job's result. Remove such files."""
+    for j in jobs:
+        try:
+            sub = j.paths.submitted_pickle.stat().st_mtime
+        except OSError:
+            continue
+        for p in (j.paths.result_pickle, j.paths.stdout, j.paths.stderr):
+            try:
+                if p.stat().st_mtime < sub:
+                    p.unlink()
+                    log.info("mushin_nb: removed %s, left by an earlier job with the same id", p)
+            except OSError:
+                pass
+
+
 class _Tolerant:
-    """The mixin: hydra-submitit-launcher's ``launch``, collecting each job on its own."""
+    """The mixin: hydra-submitit-launcher's ``launch``, collecting each job on its own,
+    as it finishes, with a cancel hook for the run."""
 
     _EXECUTOR: str
+    # the driver asks SLURM (sacct) for the state of jobs without a result every
+    # _POLL_MIN s at first, then less often, at most every _POLL_MAX s
+    _POLL_MIN = 1.0
+    _POLL_MAX = 10.0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         _note_exits()
+        self_: Any = self
+        try:
+            _cancel_on_signal(str(self_.config.hydra.sweep.dir))
+        except Exception as e:  # pragma: no cover - the job runs without it
+            log.debug("mushin_nb: no cancel signal handler: %s", e)
         return super().__call__(*args, **kwargs)  # type: ignore[misc]
 
     def launch(self, job_overrides: Any, initial_job_idx: int) -> Any:
@@ -168,18 +310,113 @@ class _Tolerant:
                 (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
             )
         jobs = executor.map_array(self, *zip(*job_params))
-        # the change: one dead job is that job's failure, the others are collected
-        return [self._collect(job, p[0], p[2]) for job, p in zip(jobs, job_params)]
+        # the change: each job is collected as it ends, a dead job is that job's failure,
+        # and the run's cancel() stops the queued and running jobs
+        _drop_stale_files(jobs)
+        return self._collect_all(sweep_dir, jobs, job_params)
+
+    def _collect_all(self, sweep_dir: Any, jobs: list[Any], job_params: list[Any]) -> list[Any]:
+        import time
+
+        from mushin_nb._registry import live_state
+
+        state = live_state(sweep_dir)
+        ctl = _Control(self._EXECUTOR, jobs)
+        hooks = getattr(state, "cancel_hooks", None)
+        if hooks is not None:
+            hooks.append(ctl.cancel)
+            if state.cancel.is_set():  # cancelled while the batch was being submitted
+                ctl.cancel()
+        out: list[Any] = [None] * len(jobs)
+        pending = set(range(len(jobs)))
+        ended: dict[int, float] = {}  # when the cluster first said a job without a result ended
+        interval, next_poll = self._POLL_MIN, 0.0
+        flags = (False, False)
+        run = getattr(state, "run", None)
+        running: set[int] = set()
+        # how long a job the cluster says ended may take to show its result file
+        shared_grace = 15.0 if _on_network_fs(sweep_dir) else 2.0
+        try:
+            while pending:
+                for i in sorted(pending):
+                    if jobs[i].paths.result_pickle.exists():
+                        out[i] = self._collect(jobs[i], job_params[i][0], job_params[i][2])
+                        pending.discard(i)
+                if not pending:
+                    break
+                if state is not None and state.cancel.is_set() and not ctl.cancelled:
+                    ctl.stop_queued()
+                if (ctl.cancelled, ctl.stopped) != flags:  # jobs end now: ask again soon
+                    flags, interval, next_poll = (ctl.cancelled, ctl.stopped), self._POLL_MIN, 0.0
+                now = time.time()
+                if self._EXECUTOR == "slurm":
+                    if now >= next_poll:
+                        jobs[0].watcher.update()  # one sacct call for every job of the batch
+                        next_poll, interval = now + interval, min(interval * 1.5, self._POLL_MAX)
+                    states = {i: _slurm_state(jobs[i]) for i in pending}
+                    finished = [i for i, st in states.items() if st.split(" ")[0] not in _UNFINISHED]
+                    if run is not None:  # progress: the cells of the jobs SLURM runs now
+                        for i in pending - running:
+                            if states[i] == "RUNNING":
+                                running.add(i)
+                                _mark_running(run, job_params[i][0])
+                else:
+                    finished = [i for i in pending if jobs[i].done()]
+                for i in finished:
+                    job = jobs[i]
+                    first = ended.setdefault(i, now)
+                    never_ran = not job.paths.stdout.exists() and not job.paths.stderr.exists()
+                    # a local job's result is written before its process exits; a shared
+                    # file system may show a cluster job's result some seconds late
+                    grace = 0.0 if never_ran else shared_grace if self._EXECUTOR == "slurm" else 1.0
+                    if now - first < grace and not job.paths.result_pickle.exists():
+                        continue  # a slow shared file system: the result may still arrive
+                    ov, idx = job_params[i][0], job_params[i][2]
+                    if job.paths.result_pickle.exists():
+                        out[i] = self._collect(job, ov, idx)
+                    elif ctl.cancelled or (never_ran and state is not None and state.cancel.is_set()):
+                        out[i] = self._cancelled(job, ov, idx, ran=not never_ran)
+                    else:
+                        out[i] = self._collect(job, ov, idx)
+                    pending.discard(i)
+                if pending:
+                    time.sleep(0.2)
+        finally:
+            if hooks is not None and ctl.cancel in hooks:
+                hooks.remove(ctl.cancel)
+        return out
+
+    def _cancelled(self, job: Any, overrides: list[str], idx: int, *, ran: bool) -> Any:
+        """The JobReturn of a job the sweep's cancel stopped before it recorded itself.
+        One that had started (its start marker is there) is recorded as cancelled."""
+        from hydra.core.utils import JobReturn, JobStatus
+
+        from hydra_plugins.mushin_nb_plugins._job_returns import job_config, job_return
+        from mushin_nb._job import JobOutcome
+
+        value = JobOutcome("cancelled")
+        if not ran:  # never started: nothing of it is on disk; the run marks its cell cancelled
+            ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
+            ret.return_value = value
+            return ret
+        self_: Any = self
+        try:
+            cfg = job_config(self_.hydra_context, self_.config, overrides, idx, str(job.job_id))
+        except Exception:
+            ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
+            ret.return_value = value
+            return ret
+        _record_cancelled(cfg)
+        return job_return(cfg, overrides, JobStatus.COMPLETED, value)
 
     def _collect(self, job: Any, overrides: list[str], idx: int) -> Any:
         import submitit
 
-        from hydra_plugins.mushin_nb_plugins.launcher import _lost_job_return
+        from hydra_plugins.mushin_nb_plugins._job_returns import lost_job_return
 
-        if self._EXECUTOR == "local" and hasattr(job, "_results_timeout_s"):
-            # a local job's result file is written before its process exits: no need to
-            # wait 15 s for a slow network file system when there is none
-            job._results_timeout_s = min(job._results_timeout_s, 1)
+        # the collection loop waited for the result (and gave a shared file system its
+        # time): do not wait again
+        job._results_timeout_s = 0
         try:
             return job.results()[0]
         except submitit.core.utils.UncompletedJobError as e:  # FailedJobError included
@@ -202,7 +439,102 @@ class _Tolerant:
                     f"the submitit job {job.job_id} running it ended without a result: {how}. "
                     f"Its stderr ends with:\n{tail}\n(submitit: {text.splitlines()[0] if text else ''})"
                 )
-            return _lost_job_return(self_.hydra_context, self_.config, overrides, idx, str(job.job_id), why)
+            return lost_job_return(self_.hydra_context, self_.config, overrides, idx, str(job.job_id), why)
+
+
+_UNFINISHED = ("READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "PREEMPTED", "")
+
+
+def _slurm_state(job: Any) -> str:
+    """A SLURM job's state from the last sacct call (no new call). An array task that
+    never started has no line of its own once the array's queued rest is cancelled
+    (``scancel --state=PENDING``): sacct then reports the rest under the array's id."""
+    w = job.watcher
+    st = str(w.get_info(job.job_id, mode="cache").get("State") or "")
+    if not st and "_" in str(job.job_id):
+        st = str(getattr(w, "_info_dict", {}).get(str(job.job_id).split("_")[0], {}).get("State") or "")
+    return st or "UNKNOWN"
+
+
+def _mark_running(run: Any, overrides: list[str]) -> None:
+    """Show the job's cell as running in the live Dataset (the cluster started it)."""
+    try:
+        from mushin_nb._job import cell_of
+
+        idx = cell_of(list(overrides), run.spec)
+        if idx is not None:
+            run._mark_running(idx, "")
+    except Exception as e:  # pragma: no cover - progress only
+        log.debug("mushin_nb: could not mark a running cell: %s", e)
+
+
+_NETWORK_FS = (
+    "nfs",
+    "nfs4",
+    "lustre",
+    "gpfs",
+    "beegfs",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "ceph",
+    "fuse.",
+    "panfs",
+    "wekafs",
+)
+
+
+def _on_network_fs(path: Any) -> bool:
+    """Whether ``path`` is on a network file system (by /proc/mounts), where a job's
+    result file can show up seconds after the job ended. Unknown: True."""
+    import os
+
+    try:
+        target = os.path.realpath(str(path))
+        best, fstype = "", ""
+        with open("/proc/mounts", encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mnt = parts[1].replace("\\040", " ")
+                if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                    best, fstype = mnt, parts[2]
+    except OSError:
+        return True
+    return not fstype or fstype.startswith(_NETWORK_FS)
+
+
+def _record_cancelled(cfg: Any) -> None:
+    """A job that started (its start marker is in its directory) and was stopped by the
+    sweep's cancel before it wrote a record: record it as cancelled, as it would have."""
+    import time
+    from pathlib import Path
+
+    from mushin_nb import _store
+    from mushin_nb._store import JobResult
+
+    job_dir = Path(str(cfg.hydra.runtime.output_dir))
+    sweep_dir = Path(str(cfg.hydra.sweep.dir)).absolute()
+    m = _store.read_job_marker(job_dir)
+    if not m or "index" not in m or _store.has_result_of(job_dir, m):
+        return
+    started = float(m.get("started", 0.0) or 0.0)
+    r = JobResult(
+        index=tuple(int(i) for i in m["index"]),
+        status="cancelled",
+        subdir=str(m.get("subdir", "")),
+        job_num=int(m.get("job_num", -1)),
+        duration=time.time() - started if started else float("nan"),
+        task_hash=str(m.get("task_hash", "")),
+        finished=time.time(),
+        run_id=str(m.get("run_id", "")),
+    )
+    try:
+        _store.write_job_result(sweep_dir, job_dir, r)
+        _store.clear_job_started(job_dir)
+    except OSError as e:
+        log.warning("mushin_nb: could not record the cancelled job in %s: %s", job_dir, e)
 
 
 if _base is not None:
