@@ -93,6 +93,18 @@ def _choose_launcher(launcher: str | None, hydra_ovs: list[str]) -> LauncherInfo
     return next((i for i in LAUNCHERS if i.hydra == given), LauncherInfo(given, given))
 
 
+def _launcher_and_overrides(
+    launcher: str | None, jobs: int | None, settings: Mapping[str, Any] | None, hydra_ovs: list[str]
+) -> tuple[LauncherInfo, list[str]]:
+    """The launcher of a sweep and its overrides: ``jobs=N`` as its worker count and
+    ``launcher_settings={...}``. A setting the launcher does not have (there or in
+    ``overrides``) and a setting given twice are refused here, before anything runs."""
+    info = _choose_launcher(launcher, hydra_ovs)
+    out = workers_overrides(info, jobs) if jobs is not None else []
+    check_launcher_settings(info, hydra_ovs)
+    return info, out + _settings(info, settings, hydra_ovs + out)
+
+
 def _settings(info: LauncherInfo, settings: Mapping[str, Any] | None, given: list[str]) -> list[str]:
     """``launcher_settings={...}`` as Hydra overrides; a setting also given another way
     (``jobs=``, ``overrides=['hydra.launcher.<setting>=...']``) is refused."""
@@ -208,10 +220,7 @@ def plan_sweep(
         )
     if resume and (sweeper not in (None, "mushin_nb") or user_sweeper):
         raise ValueError("resume=True works with the default sweeper only; drop sweeper=...")
-    chosen = _choose_launcher(launcher, hydra_ovs)
-    jobs_ovs = workers_overrides(chosen, jobs) if jobs is not None else []
-    check_launcher_settings(chosen, hydra_ovs)  # an unknown hydra.launcher.<setting>: refused here
-    jobs_ovs += _settings(chosen, launcher_settings, hydra_ovs + jobs_ovs)
+    chosen, jobs_ovs = _launcher_and_overrides(launcher, jobs, launcher_settings, hydra_ovs)
     if resume and (sweep_dir is None or not (sweep_dir / _store.META_DIR).is_dir()):
         raise FileNotFoundError(
             f"resume=True: {working_dir!s} holds no mushin_nb sweep to resume (no {_store.META_DIR}/ in it); "

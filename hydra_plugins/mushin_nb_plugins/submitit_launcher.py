@@ -332,7 +332,7 @@ class _Tolerant:
         ended: dict[int, float] = {}  # when the cluster first said a job without a result ended
         interval, next_poll = self._POLL_MIN, 0.0
         flags = (False, False)
-        run = getattr(state, "run", None)
+        spec = getattr(getattr(state, "run", None), "spec", None)
         running: set[int] = set()
         # how long a job the cluster says ended may take to show its result file
         shared_grace = 15.0 if _on_network_fs(sweep_dir) else 2.0
@@ -355,11 +355,11 @@ class _Tolerant:
                         next_poll, interval = now + interval, min(interval * 1.5, self._POLL_MAX)
                     states = {i: _slurm_state(jobs[i]) for i in pending}
                     finished = [i for i, st in states.items() if st.split(" ")[0] not in _UNFINISHED]
-                    if run is not None:  # progress: the cells of the jobs SLURM runs now
+                    if spec is not None and state.on_start is not None:  # progress: cells running now
                         for i in pending - running:
                             if states[i] == "RUNNING":
                                 running.add(i)
-                                _mark_running(run, job_params[i][0])
+                                _mark_running(state, spec, job_params[i][0])
                 else:
                     finished = [i for i in pending if jobs[i].done()]
                 for i in finished:
@@ -456,14 +456,14 @@ def _slurm_state(job: Any) -> str:
     return st or "UNKNOWN"
 
 
-def _mark_running(run: Any, overrides: list[str]) -> None:
+def _mark_running(state: Any, spec: Any, overrides: list[str]) -> None:
     """Show the job's cell as running in the live Dataset (the cluster started it)."""
     try:
         from mushin_nb._job import cell_of
 
-        idx = cell_of(list(overrides), run.spec)
+        idx = cell_of(list(overrides), spec)
         if idx is not None:
-            run._mark_running(idx, "")
+            state.on_start(idx, "")
     except Exception as e:  # pragma: no cover - progress only
         log.debug("mushin_nb: could not mark a running cell: %s", e)
 
