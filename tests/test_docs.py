@@ -165,7 +165,33 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
     assert run is None, f"{page.name} left a sweep running"
 
 
-CLUSTER_WORDS = ("submitit_slurm", 'launcher="ray"', "hydra.launcher.ray")
+CLUSTER_WORDS = (
+    "submitit_slurm",
+    'launcher="slurm"',
+    "--launcher slurm",
+    'launcher="ray"',
+    "hydra.launcher.ray",
+)
+SLURM_WORDS = ("submitit_slurm", 'launcher="slurm"', "--launcher slurm")
+
+
+def _launcher_settings_keys(code: str) -> set[str]:
+    """The keys of ``launcher_settings={...}`` dict literals in a Python block."""
+    import ast
+
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    return {
+        k.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.keyword)
+        and node.arg == "launcher_settings"
+        and isinstance(node.value, ast.Dict)
+        for k in node.value.keys
+        if isinstance(k, ast.Constant) and isinstance(k.value, str)
+    }
 
 
 def test_no_run_blocks_are_only_cluster_settings():
@@ -179,9 +205,9 @@ def test_no_run_blocks_are_only_cluster_settings():
 
 
 def test_slurm_settings_in_docs_are_real_fields():
-    """Every ``hydra.launcher.X=`` the docs tell SLURM users to write is a field
-    of the installed submitit launcher's SLURM config (a renamed field would
-    otherwise only fail on a cluster)."""
+    """Every ``hydra.launcher.X=`` (and ``launcher_settings`` key) the docs tell SLURM
+    users to write is a field of the installed submitit launcher's SLURM config (a
+    renamed field would otherwise only fail on a cluster)."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from dataclasses import fields
 
@@ -191,8 +217,9 @@ def test_slurm_settings_in_docs_are_real_fields():
     used = set()
     for page in PAGES:
         for b in blocks(page):
-            if "submitit_slurm" in b.code:
+            if b.no_run and any(w in b.code for w in SLURM_WORDS):  # what users write on a cluster
                 used |= set(re.findall(r"hydra\.launcher\.(\w+)=", b.code))
+                used |= _launcher_settings_keys(b.code)
     assert used, "the docs show no SLURM settings"
     assert used <= names, f"not fields of SlurmQueueConf: {sorted(used - names)}"
 
