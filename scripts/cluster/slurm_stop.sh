@@ -11,11 +11,17 @@ STATE=${1:-}
 STATE=$(cd "$STATE" && pwd -P)
 REMOVE=0; [[ ${2:-} == --remove ]] && REMOVE=1
 log() { echo "[slurm_stop] $*" >&2; }
-alive() { kill -0 "$1" 2>/dev/null; }
+alive() { # running (a zombie waiting for its parent to reap it is not)
+  kill -0 "$1" 2>/dev/null || return 1
+  local st
+  st=$(sed 's/.*) \([A-Za-z]\).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ $st != Z ]]
+}
 export SLURM_CONF=$STATE/etc/slurm.conf
 
 # the processes of this cluster: the daemons' pids, every process started with the
-# marker, and all their descendants (collected now, while the process tree is intact)
+# marker, every process that holds one of its log files open (slurmstepd), and all their
+# descendants (collected now, while the process tree is intact)
 is_daemon() { # <name> <pid>: that pid is alive and is still that daemon (not a reused pid)
   local comm
   comm=$(cat "/proc/$2/comm" 2>/dev/null) || return 1
@@ -27,6 +33,14 @@ ours() {
   for f in /proc/[0-9]*/environ; do
     p=${f#/proc/}; p=${p%/environ}
     grep -qszxF "MUSHIN_SLURM_STATE=$STATE" "$f" && seeds+=("$p")
+  done
+  # slurmstepd starts with an empty environment, but keeps the cluster's slurmd.log open
+  local d l
+  for d in /proc/[0-9]*/fd; do
+    p=${d#/proc/}; p=${p%/fd}
+    for l in "$d"/*; do
+      [[ $(readlink "$l" 2>/dev/null) == "$STATE/log/"* ]] && { seeds+=("$p"); break; }
+    done
   done
   ps -eo pid=,ppid= | awk -v seeds="${seeds[*]}" '
     BEGIN { n = split(seeds, s, " "); for (i = 1; i <= n; i++) keep[s[i]] = 1 }
@@ -72,7 +86,12 @@ if ((${#left[@]})); then
     echo "${left[*]}"
   )" 2>/dev/null | tr '\n' ' '))"
   kill -9 "${left[@]}" 2>/dev/null
-  sleep 0.2
+  for _ in $(seq 1 20); do
+    n=0
+    for p in "${left[@]}"; do alive "$p" && n=1; done
+    ((n)) || break
+    sleep 0.1
+  done
 fi
 still=()
 for p in $before; do alive "$p" && still+=("$p"); done
