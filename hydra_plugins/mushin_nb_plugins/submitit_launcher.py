@@ -30,12 +30,13 @@ from hydra.core.config_store import ConfigStore
 
 log = logging.getLogger(__name__)
 
+_conf: Any = None
+_base: Any = None
 try:
     import hydra_plugins.hydra_submitit_launcher.config as _conf
     import hydra_plugins.hydra_submitit_launcher.submitit_launcher as _base
 except ImportError:  # pragma: no cover - hydra-submitit-launcher not installed
-    _conf = None  # type: ignore[assignment]
-    _base = None  # type: ignore[assignment]
+    pass
 
 _NOTE = "mushin_nb: the job's process called os._exit({})"
 
@@ -323,7 +324,7 @@ class _Tolerant:
         state = live_state(sweep_dir)
         ctl = _Control(self._EXECUTOR, jobs)
         hooks = getattr(state, "cancel_hooks", None)
-        if hooks is not None:
+        if state is not None and hooks is not None:
             hooks.append(ctl.cancel)
             if state.cancel.is_set():  # cancelled while the batch was being submitted
                 ctl.cancel()
@@ -355,7 +356,7 @@ class _Tolerant:
                         next_poll, interval = now + interval, min(interval * 1.5, self._POLL_MAX)
                     states = {i: _slurm_state(jobs[i]) for i in pending}
                     finished = [i for i, st in states.items() if st.split(" ")[0] not in _UNFINISHED]
-                    if spec is not None and state.on_start is not None:  # progress: cells running now
+                    if spec is not None and state is not None and state.on_start is not None:  # running now
                         for i in pending - running:
                             if states[i] == "RUNNING":
                                 running.add(i)
@@ -410,7 +411,7 @@ class _Tolerant:
         return job_return(cfg, overrides, JobStatus.COMPLETED, value)
 
     def _collect(self, job: Any, overrides: list[str], idx: int) -> Any:
-        import submitit
+        from submitit.core.utils import FailedJobError, UncompletedJobError
 
         from hydra_plugins.mushin_nb_plugins._job_returns import lost_job_return
 
@@ -419,7 +420,7 @@ class _Tolerant:
         job._results_timeout_s = 0
         try:
             return job.results()[0]
-        except submitit.core.utils.UncompletedJobError as e:  # FailedJobError included
+        except UncompletedJobError as e:  # FailedJobError included
             self_: Any = self
             text = str(e)
             try:
@@ -427,7 +428,7 @@ class _Tolerant:
             except Exception:
                 stderr = ""
             state = str(getattr(job, "state", "UNKNOWN"))
-            if isinstance(e, submitit.core.utils.FailedJobError):
+            if isinstance(e, FailedJobError):
                 why = (
                     f"the submitit job {job.job_id} failed outside the task with {_raised(text)}; "
                     f"see {getattr(job.paths, 'stderr', 'its stderr')}"
