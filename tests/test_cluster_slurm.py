@@ -159,6 +159,46 @@ def test_submitit_local_cancel_stops_running_jobs(tmp_path):
     assert _records(tmp_path / "s") == {0: "done", 1: "cancelled", 2: "cancelled"}
 
 
+def test_a_task_that_cannot_be_pickled_is_refused_naming_what(tmp_path):
+    """A notebook task that uses an object cloudpickle cannot send (a lock) is refused
+    before anything is submitted, naming the global to create inside the task."""
+    script = tmp_path / "main_lock.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys, threading
+            from mushin_nb import MultiRunMetricsWorkflow, multirun
+
+            LOCK = threading.Lock()
+
+            class Locked(MultiRunMetricsWorkflow):
+                @staticmethod
+                def task(x: int) -> dict:
+                    with LOCK:
+                        return dict(y=x)
+
+            run = Locked().start(x=multirun([1, 2]), working_dir=sys.argv[1], launcher="submitit_local")
+            try:
+                run.wait(120)
+            except TypeError as e:
+                print("REFUSED", e)
+            print("SUBMITTED", (run.sweep_dir / ".submitit").exists())
+            """
+        )
+    )
+    p = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "REFUSED launcher='submitit_local' sends the task to its jobs with cloudpickle" in p.stdout
+    assert "it uses LOCK (a lock)" in p.stdout and "Create such objects inside the task" in p.stdout
+    assert "SUBMITTED False" in p.stdout
+
+
 # ----------------------------------------------------------------------- on the cluster
 
 

@@ -281,6 +281,7 @@ class _Tolerant:
         assert self_.config is not None
         num_jobs = len(job_overrides)
         assert num_jobs > 0
+        _check_picklable(self_.task_function, self._EXECUTOR)  # before submitit creates anything
         params = self_.params
         init_params = {"folder": self_.params["submitit_folder"]}
         specific_init_keys = {"max_num_timeout"}
@@ -455,6 +456,51 @@ def _slurm_state(job: Any) -> str:
     if not st and "_" in str(job.job_id):
         st = str(getattr(w, "_info_dict", {}).get(str(job.job_id).split("_")[0], {}).get("State") or "")
     return st or "UNKNOWN"
+
+
+def _check_picklable(task_function: Any, executor: str) -> None:
+    """submitit sends the task to each job with cloudpickle (what the notebook defines
+    travels by value). Something it cannot pickle is refused before anything is
+    submitted, naming the notebook globals at fault."""
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(task_function)
+    except Exception as e:
+        culprits = _unpicklable_globals(task_function)
+        what = ", ".join(f"{n} (a {type(v).__name__})" for n, v in culprits) or "something it uses"
+        launcher = "slurm" if executor == "slurm" else "submitit_local"
+        raise TypeError(
+            f"launcher={launcher!r} sends the task to its jobs with cloudpickle, and the task cannot "
+            f"be pickled: it uses {what} ({type(e).__name__}: {e}). Create such objects inside the "
+            "task (or in pre_task), or move that code into a module the jobs can import. Nothing "
+            "was submitted."
+        ) from e
+
+
+def _unpicklable_globals(task_function: Any) -> list[tuple[str, Any]]:
+    """The globals the task's functions read that cloudpickle cannot pickle."""
+    import inspect
+
+    import cloudpickle
+
+    todo, seen, out = [task_function], set(), []
+    while todo:
+        f = todo.pop()
+        if f is None or id(f) in seen:
+            continue
+        seen.add(id(f))
+        for attr in ("task", "pre_task", "func", "__func__", "__wrapped__"):
+            todo.append(getattr(f, attr, None))
+        code, glb = getattr(f, "__code__", None), getattr(f, "__globals__", None)
+        if code is None or glb is None:
+            continue
+        for name in inspect.getclosurevars(f).globals if callable(f) else ():
+            try:
+                cloudpickle.dumps(glb[name])
+            except Exception:
+                out.append((name, glb[name]))
+    return out
 
 
 def _mark_running(state: Any, spec: Any, overrides: list[str]) -> None:
