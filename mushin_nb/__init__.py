@@ -16,6 +16,8 @@ _EXPORTS = {
     "BaseWorkflow": "._workflows",
     "MultiRunMetricsWorkflow": "._multirun",
     "RobustnessCurve": "._robustness",
+    "adaptive_range": "._adaptive",
+    "AdaptiveRun": "._adaptive_run",
     "multirun": "hydra_zen",
     "hydra_list": "hydra_zen",
     "SweepRun": "._execution",
@@ -32,12 +34,13 @@ __all__ = sorted(_EXPORTS) + ["load_ipython_extension", "unload_ipython_extensio
 if TYPE_CHECKING:  # pragma: no cover
     from hydra_zen import hydra_list, multirun
 
+    from ._adaptive import adaptive_range
+    from ._adaptive_run import AdaptiveRun
     from ._dataset import load_netcdf, save_netcdf
     from ._execution import JobFailure, SweepError, SweepEvent, SweepRun
     from ._multirun import MultiRunMetricsWorkflow
     from ._robustness import RobustnessCurve
     from ._workflows import BaseWorkflow
-    from .notebook.panel import sweep_panel
 
 
 # what the engine's wf.panel() and run.view() call: the notebook layer, loaded on use
@@ -45,6 +48,8 @@ from . import _hooks  # noqa: E402
 
 _hooks.provide("panel", "mushin_nb.notebook.panel:sweep_panel")
 _hooks.provide("view", "mushin_nb.notebook.view:run_view")
+_hooks.provide("load_ipython_extension", "mushin_nb.notebook.magic:load_ipython_extension")
+_hooks.provide("unload_ipython_extension", "mushin_nb.notebook.magic:unload_ipython_extension")
 
 
 def __getattr__(name: str) -> Any:
@@ -61,13 +66,30 @@ def __dir__() -> list[str]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext mushin_nb``: registers the ``%%mushin_sweep`` cell magic."""
-    from .notebook.magic import load_ipython_extension as _load
+    """``%load_ext mushin_nb``: registers the ``%%mushin_sweep`` cell magic.
 
-    _load(ipython)
+    Examples
+    --------
+    >>> from IPython.testing.globalipapp import get_ipython
+    >>> ip = get_ipython()
+    >>> load_ipython_extension(ip)
+    >>> "mushin_sweep" in ip.magics_manager.magics["cell"]
+    True
+    >>> unload_ipython_extension(ip)
+    """
+    _hooks.call("load_ipython_extension", ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .notebook.magic import unload_ipython_extension as _unload
+    """``%unload_ext mushin_nb``: removes the ``%%mushin_sweep`` magic again.
 
-    _unload(ipython)
+    Examples
+    --------
+    >>> from IPython.testing.globalipapp import get_ipython
+    >>> ip = get_ipython()
+    >>> load_ipython_extension(ip)
+    >>> unload_ipython_extension(ip)
+    >>> "mushin_sweep" in ip.magics_manager.magics["cell"]
+    False
+    """
+    _hooks.call("unload_ipython_extension", ipython)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -144,6 +145,64 @@ def _resolve_dir_text(text: str) -> str:
     return str(OmegaConf.create({"d": text}).d)
 
 
+def _check_call(
+    on_error: str, resume: bool | str, working_dir: Any, jobs: int | None, overrides: Any
+) -> None:
+    """The arguments of ``run``/``start`` that need nothing else to be checked."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error={on_error!r}: choose one of {', '.join(map(repr, ON_ERROR))}")
+    if resume not in (True, False, "force") or not isinstance(resume, (bool, str)):
+        raise ValueError(f"resume={resume!r}: use True, False or 'force'")
+    if working_dir is not None and not isinstance(working_dir, (str, Path)):
+        raise TypeError(f"working_dir={working_dir!r}: give a directory path (str or pathlib.Path)")
+    if resume and working_dir is None:
+        raise ValueError("resume=True needs working_dir=<the sweep directory to resume>")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs={jobs!r}: give a number of parallel workers >= 1 (or leave it out)")
+    if overrides is not None and (isinstance(overrides, str) or not isinstance(overrides, (list, tuple))):
+        raise TypeError(
+            f"overrides={overrides!r}: give a list of Hydra override strings, e.g. overrides=['+x=1,2']"
+        )
+
+
+def _check_signature(workflow: Any, spec: SweepSpec, signature: Sequence[Callable[..., Any]]) -> None:
+    """The sweep against the task's signature; a task parameter the base config lacks
+    gets Hydra's ``+``, as keyword values do."""
+    check_sweep_against_task(
+        signature,
+        names={p.name: p.values for p in spec.params if not p.group},
+        groups={p.name for p in spec.params if p.group},
+        base_cfg=workflow.eval_task_cfg,
+        label=f"{type(workflow).__name__}.task",
+        allow_unknown=True,  # rai mushin: a name the task does not take still labels the Dataset
+    )
+    for p in spec.params:
+        if p.prefix == "" and not p.group and not has_node(workflow.eval_task_cfg, p.name):
+            p.prefix = "+"
+
+
+def _sweep_dir_of(working_dir: str | Path | None, spec: SweepSpec) -> tuple[Path | None, list[str]]:
+    """Where the sweep goes (``working_dir``, else ``hydra.sweep.dir`` in the overrides,
+    else None: a new directory), and the other Hydra overrides."""
+    sweep_dir_text, hydra_ovs = _sweep_dir_from_overrides(spec.hydra_overrides)
+    if working_dir is not None:
+        sweep_dir: Path | None = Path(working_dir).absolute()
+    elif sweep_dir_text is not None:
+        sweep_dir = Path(_resolve_dir_text(sweep_dir_text)).absolute()
+    else:
+        sweep_dir = None
+    if sweep_dir is not None and "${" in str(sweep_dir):
+        raise ValueError(
+            f"working_dir={str(sweep_dir)!r} contains '${{': Hydra reads it in its job paths as an "
+            "interpolation, so the jobs' files would land elsewhere. Choose a directory name without '${'."
+        )
+    if sweep_dir is not None and sweep_dir.exists() and not sweep_dir.is_dir():
+        raise NotADirectoryError(
+            f"working_dir={str(sweep_dir)!r} is a file, not a directory; choose a directory"
+        )
+    return sweep_dir, hydra_ovs
+
+
 def plan_sweep(
     workflow: Any,
     *,
@@ -164,20 +223,7 @@ def plan_sweep(
 ) -> SweepPlan:
     """Check every argument of a sweep and build its plan. Pure: nothing is written
     and ``workflow`` is not changed; a bad argument raises before anything happens."""
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error={on_error!r}: choose one of {', '.join(map(repr, ON_ERROR))}")
-    if resume not in (True, False, "force") or not isinstance(resume, (bool, str)):
-        raise ValueError(f"resume={resume!r}: use True, False or 'force'")
-    if working_dir is not None and not isinstance(working_dir, (str, Path)):
-        raise TypeError(f"working_dir={working_dir!r}: give a directory path (str or pathlib.Path)")
-    if resume and working_dir is None:
-        raise ValueError("resume=True needs working_dir=<the sweep directory to resume>")
-    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise ValueError(f"jobs={jobs!r}: give a number of parallel workers >= 1 (or leave it out)")
-    if overrides is not None and (isinstance(overrides, str) or not isinstance(overrides, (list, tuple))):
-        raise TypeError(
-            f"overrides={overrides!r}: give a list of Hydra override strings, e.g. overrides=['+x=1,2']"
-        )
+    _check_call(on_error, resume, working_dir, jobs, overrides)
     spec = build_spec(
         base_cfg=workflow.eval_task_cfg,
         overrides=list(overrides or []),
@@ -185,33 +231,8 @@ def plan_sweep(
         raw_string_keys=raw_string_keys,
     )
     if signature:  # the task's own parameters: names, types, required values
-        check_sweep_against_task(
-            signature,
-            names={p.name: p.values for p in spec.params if not p.group},
-            groups={p.name for p in spec.params if p.group},
-            base_cfg=workflow.eval_task_cfg,
-            label=f"{type(workflow).__name__}.task",
-            allow_unknown=True,  # rai mushin: a name the task does not take still labels the Dataset
-        )
-        for p in spec.params:  # a task parameter the base config lacks is added, as for keywords
-            if p.prefix == "" and not p.group and not has_node(workflow.eval_task_cfg, p.name):
-                p.prefix = "+"
-    sweep_dir_text, hydra_ovs = _sweep_dir_from_overrides(spec.hydra_overrides)
-    if working_dir is not None:
-        sweep_dir: Path | None = Path(working_dir).absolute()
-    elif sweep_dir_text is not None:
-        sweep_dir = Path(_resolve_dir_text(sweep_dir_text)).absolute()
-    else:
-        sweep_dir = None
-    if sweep_dir is not None and "${" in str(sweep_dir):
-        raise ValueError(
-            f"working_dir={str(sweep_dir)!r} contains '${{': Hydra reads it in its job paths as an "
-            "interpolation, so the jobs' files would land elsewhere. Choose a directory name without '${'."
-        )
-    if sweep_dir is not None and sweep_dir.exists() and not sweep_dir.is_dir():
-        raise NotADirectoryError(
-            f"working_dir={str(sweep_dir)!r} is a file, not a directory; choose a directory"
-        )
+        _check_signature(workflow, spec, signature)
+    sweep_dir, hydra_ovs = _sweep_dir_of(working_dir, spec)
     user_sweeper = any(o.startswith("hydra/sweeper=") for o in hydra_ovs)
     if sweeper is not None and sweeper not in _available_sweepers():
         raise ValueError(
@@ -366,6 +387,7 @@ def start_sweep(plan: SweepPlan, *, bind: Callable[[SweepRun], None] | None = No
     undo: Callable[[], None] = lambda: None  # noqa: E731
     try:
         sweep_dir, lock, undo = _claim_dir(plan)
+        _refuse_links_out(sweep_dir)
         damage: list[_store.Damage] = []  # reported once, by a resume (a new run replaces it all)
         old = _store.read_manifest(sweep_dir, damage=damage)
         previous: list[JobResult] = []
@@ -378,8 +400,10 @@ def start_sweep(plan: SweepPlan, *, bind: Callable[[SweepRun], None] | None = No
             run_specs = {**old.get("run_specs", {}), **run_specs}
         elif old is None and plan.resume:
             raise FileNotFoundError(
-                f"resume=True: {sweep_dir} holds no mushin_nb sweep to resume (no manifest); "
-                "drop resume=True to start a new sweep there."
+                f"resume=True: the manifest of the sweep in {sweep_dir} and its per-run copies are "
+                "lost, so new jobs cannot be placed beside the old ones safely. Its results can still "
+                "be read (load_from_dir rebuilds the grid from the job directories); start a new sweep "
+                "in another working_dir to compute the rest."
             )
         sweep = SweepRun(
             spec=plan.spec,
@@ -438,6 +462,23 @@ def start_sweep(plan: SweepPlan, *, bind: Callable[[SweepRun], None] | None = No
         raise
     sweep.begin(_launcher_fn(plan, runner, launch_overrides), slot_claimed=True)
     return sweep
+
+
+def _refuse_links_out(sweep_dir: Path) -> None:
+    """A job directory that is a symbolic link out of the sweep directory would make
+    Hydra and the job write outside it: refuse, naming the links, before anything runs."""
+    root = os.path.realpath(sweep_dir)
+    out = []
+    with os.scandir(sweep_dir) as it:
+        for e in it:
+            if e.is_symlink() and not os.path.realpath(e.path).startswith(root + os.sep):
+                out.append(e.name)
+    if out:
+        raise ValueError(
+            f"working_dir={str(sweep_dir)!r} holds symbolic links that lead outside it "
+            f"({', '.join(sorted(out))}); a job there would write outside the sweep directory. "
+            "Remove them, or choose another working_dir."
+        )
 
 
 def _lost_lock(sweep: SweepRun, reason: str) -> None:

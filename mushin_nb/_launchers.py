@@ -55,12 +55,14 @@ class LauncherInfo:
     needs: str | None = None
     label: str = ""
     internal: tuple[str, ...] = ()  # Hydra config names that only this entry runs
+    install: str = ""  # how to install it, for the error where it is missing
 
     def text(self) -> str:
         return self.label or self.name
 
 
 DEFAULT_LAUNCHER = "mushin_nb"
+"""The launcher of ``launcher=None``: the in-process launcher, composing the config once."""
 
 LAUNCHERS: tuple[LauncherInfo, ...] = (
     LauncherInfo("mushin_nb", "mushin_nb", aliases=("fast", ""), serial=True, label="in-process (default)"),
@@ -84,7 +86,25 @@ LAUNCHERS: tuple[LauncherInfo, ...] = (
         needs="sbatch",
         internal=("mushin_nb_submitit_slurm",),
     ),
+    # Dask and Ray (issue 11): their configs are registered only where the engine is installed
+    LauncherInfo(
+        "dask",
+        "mushin_nb_dask",
+        workers="hydra.launcher.n_jobs",
+        internal=("mushin_nb_dask",),
+        label="dask (a Dask cluster)",
+        install="pip install 'mushin-nb[dask]'",
+    ),
+    LauncherInfo(
+        "ray",
+        "mushin_nb_ray",
+        workers="hydra.launcher.n_jobs",
+        internal=("mushin_nb_ray",),
+        label="ray (a Ray cluster)",
+        install="pip install 'mushin-nb[ray]'",
+    ),
 )
+"""The launcher table: every launcher a user can name, in menu order."""
 
 
 def _by_name() -> dict[str, LauncherInfo]:
@@ -143,9 +163,10 @@ def resolve_launcher(name: str | None, *, known: Iterable[str] | None = None) ->
         return LauncherInfo(name, name)
     valid = ", ".join(repr(n) for n in installed_launchers())
     if info is not None:
+        needs = info.install or f"the Hydra launcher plugin {info.hydra!r}"
         raise ValueError(
-            f"launcher={name!r} is not installed in this environment (it needs the Hydra launcher "
-            f"plugin {info.hydra!r}); choose one of {valid}."
+            f"launcher={name!r} is not installed in this environment (it needs {needs}); "
+            f"choose one of {valid}."
         )
     raise ValueError(f"launcher={name!r} is not a launcher this environment has; choose one of {valid}.")
 
@@ -157,8 +178,8 @@ def workers_overrides(info: LauncherInfo, n: int) -> list[str]:
     if info.serial:
         if n != 1:
             raise ValueError(
-                f"jobs={n} needs a parallel launcher: launcher='joblib' (local processes) or "
-                "'submitit_local' / 'submitit_slurm'."
+                f"jobs={n} needs a parallel launcher: launcher='joblib' (local processes), "
+                "'submitit_local' / 'submitit_slurm', 'dask' or 'ray'."
             )
         return []
     raise ValueError(

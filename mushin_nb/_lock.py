@@ -63,8 +63,10 @@ META_DIR = ".mushin"
 LOCK_NAME = "lock"
 #: seconds without a heartbeat after which a holder on another machine counts as gone
 STALE_AFTER = 120.0
+"""Seconds without a heartbeat after which another host's lock counts as abandoned."""
 #: seconds between two heartbeats of a held lock
 HEARTBEAT_EVERY = 5.0
+"""Seconds between the holder's heartbeats (rewrites of the lock file)."""
 _FORMAT = 1
 _MAX_BYTES = 4096
 

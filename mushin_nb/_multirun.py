@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 from hydra_zen import multirun, zen
 
 from . import _store
-from ._reload import canonical, default_metric_load_fn, job_params, load_plain_hydra, manifest_results
+from ._reload import (
+    canonical,
+    default_metric_load_fn,
+    job_params,
+    load_plain_hydra,
+    manifest_results,
+    rebuild_from_job_dirs,
+)
 from ._sweep import SweepSpec
 from ._workflows import VERSION_BASE_DEFAULT, BaseWorkflow, OverrideValue
 
@@ -97,6 +104,7 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
         progress: bool = True,
         jobs: int | None = None,
         launcher_settings: Mapping[str, Any] | None = None,
+        save: str | Path | None = None,
         **workflow_overrides: OverrideValue,
     ) -> None:
         """Run the sweep and wait (see :meth:`BaseWorkflow.run`).
@@ -124,6 +132,7 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
             progress=progress,
             jobs=jobs,
             launcher_settings=launcher_settings,
+            save=save,
             **workflow_overrides,
         )
 
@@ -142,9 +151,23 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
             kw[self._JOBDIR_NAME] = multirun(dirs)
         return kw
 
+    @property
+    def multirun_working_dirs(self) -> list[Path] | None:
+        """Each job's directory, in job order (made when first read: a Path per job is
+        slow at 100k jobs)."""
+        if self._dirs is None and self._subdirs is not None:
+            base = self.working_dir
+            self._dirs, self._subdirs = [base / s for s in self._subdirs], None
+        return self._dirs
+
+    @multirun_working_dirs.setter
+    def multirun_working_dirs(self, value: list[Path] | None) -> None:
+        self._dirs, self._subdirs = value, None
+
     def jobs_post_process(self) -> None:
         results = sorted(self._results, key=lambda r: r.job_num)
-        self.multirun_working_dirs = [self.working_dir / r.subdir for r in results]
+        self.multirun_working_dirs = None
+        self._subdirs = [r.subdir for r in results]
         self.output_subdir = ".hydra"
         metrics: dict[str, list[Any]] = {}
         for r in results:
@@ -179,6 +202,21 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
             spec = SweepSpec.from_json(manifest["spec"])
             records = _store.read_records(wd, run_ids=manifest.get("runs"), damage=damage)
             results = manifest_results(manifest, records, spec, damage=damage)
+        elif (wd / _store.META_DIR).is_dir() and (wd / "multirun.yaml").is_file():
+            # the manifest and its per-run copies are lost: each job's own files still say
+            # where it belongs; reading goes on, a resume cannot (start_sweep says so)
+            lost = [d for d in damage if d.fatal]
+            damage[:] = [d for d in damage if not d.fatal]
+            damage.append(
+                _store.Damage(
+                    wd / _store.META_DIR / _store.MANIFEST,
+                    lost[0].problem if lost else "and its per-run copies are missing",
+                    fix="the grid was rebuilt from multirun.yaml and each job's .hydra/overrides.yaml, so "
+                    "every stored result is read; resume=True cannot continue this sweep (start a new one "
+                    "in another working_dir)",
+                )
+            )
+            spec, results = rebuild_from_job_dirs(wd, damage)
         else:
             fatal = [d for d in damage if d.fatal]
             if fatal:

@@ -123,10 +123,11 @@ def _select(cfg: Any, key: str) -> tuple[bool, Any]:
         fields = getattr(cfg, "__dataclass_fields__", None)
         present = hasattr(cfg, key) or (fields is not None and key in fields)
         return present, getattr(cfg, key, None)
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     try:
-        node = OmegaConf.create(cfg) if isinstance(cfg, Mapping) else OmegaConf.structured(cfg)
+        # OmegaConf.create takes a dict or a DictConfig (any other Mapping fails in both calls)
+        node = OmegaConf.create(cfg) if isinstance(cfg, dict | DictConfig) else OmegaConf.structured(cfg)
         missing = object()
         v = OmegaConf.select(node, key, default=missing, throw_on_missing=False)
         return v is not missing, None if v is missing else v

@@ -25,6 +25,7 @@ __all__ = [
     "job_params",
     "upstream_parameter_names",
     "load_plain_hydra",
+    "rebuild_from_job_dirs",
     "default_metric_load_fn",
 ]
 
@@ -97,6 +98,15 @@ def remap_results(records: Sequence[JobResult], old: SweepSpec, new: SweepSpec) 
     for po, pn in zip(old.swept, new.swept):
         pos = {canonical(v): i for i, v in enumerate(pn.values)}
         tables.append([pos.get(canonical(v)) for v in po.values])
+    if all(t == list(range(len(t))) for t in tables):  # the same grid: each index stays
+        sizes = tuple(len(t) for t in tables)
+        return [
+            r
+            for r in records
+            if len(r.index) == len(sizes)
+            and all(map(int.__lt__, r.index, sizes))
+            and min(r.index, default=0) >= 0
+        ]
     out = []
     for r in records:
         if len(r.index) != len(tables):
@@ -104,7 +114,7 @@ def remap_results(records: Sequence[JobResult], old: SweepSpec, new: SweepSpec) 
         idx = tuple(t[i] if i < len(t) else None for t, i in zip(tables, r.index))
         if any(i is None for i in idx):
             continue
-        out.append(replace(r, index=idx))  # type: ignore[arg-type]
+        out.append(r if idx == r.index else replace(r, index=idx))  # type: ignore[arg-type]
     return out
 
 
@@ -141,7 +151,7 @@ def _safe_torch_load(path: Path) -> Any:
     import torch
 
     allowed: list[Any] = [np.ndarray, np.dtype]
-    core = getattr(np, "_core", None) or np.core  # type: ignore[attr-defined]
+    core: Any = getattr(np, "_core", None) or np.core  # numpy 2 renamed np.core to np._core
     allowed += [core.multiarray._reconstruct, core.multiarray.scalar]
     allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
     with torch.serialization.safe_globals(allowed):
@@ -236,6 +246,20 @@ def load_plain_hydra(wd: Path) -> tuple[SweepSpec, list[JobResult]]:
         )
     results.sort(key=lambda r: r.job_num)
     return spec, results
+
+
+def rebuild_from_job_dirs(wd: Path, damage: list[_store.Damage]) -> tuple[SweepSpec, list[JobResult]]:
+    """The results of a mushin_nb sweep whose manifest and per-run copies are lost:
+    the grid from Hydra's ``multirun.yaml``, each job's cell from its own
+    ``.hydra/overrides.yaml`` (never from an index a lost grid defined), each job's
+    result from its result file. A job without a result leaves its cell missing."""
+    from dataclasses import replace
+
+    spec, plain = load_plain_hydra(wd)
+    records = {r.subdir: r for r in _store.read_records(wd, damage=damage)}
+    out = [replace(records[r.subdir], index=r.index) for r in plain if r.subdir in records]
+    out.sort(key=lambda r: r.job_num)
+    return spec, out
 
 
 def upstream_parameter_names(spec: SweepSpec, jobdir_name: str = "job_dir") -> set[str]:

@@ -24,6 +24,19 @@ class RobustnessCurve(MultiRunMetricsWorkflow):
 
     ``epsilon`` is always a dimension (also for one value) and varies fastest;
     ``to_xarray()`` is sorted by epsilon.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from mushin_nb import RobustnessCurve
+    >>> class Noise(RobustnessCurve):
+    ...     @staticmethod
+    ...     def task(epsilon: float) -> dict:
+    ...         return dict(accuracy=1.0 - epsilon)
+    >>> wf = Noise()
+    >>> wf.run(epsilon=[0.5, 0.0, 0.25], working_dir=tempfile.mkdtemp(), progress=False)
+    >>> wf.to_xarray()["accuracy"].values.tolist()
+    [1.0, 0.75, 0.5]
     """
 
     def run(  # type: ignore[override]
@@ -47,6 +60,7 @@ class RobustnessCurve(MultiRunMetricsWorkflow):
         progress: bool = True,
         jobs: int | None = None,
         launcher_settings: Mapping[str, Any] | None = None,
+        save: str | Path | None = None,
         **workflow_overrides: OverrideValue,
     ) -> None:
         """Run the task for each ``epsilon`` (a list, a scalar, or a Hydra sweep
@@ -69,6 +83,7 @@ class RobustnessCurve(MultiRunMetricsWorkflow):
             progress=progress,
             jobs=jobs,
             launcher_settings=launcher_settings,
+            save=save,
             **workflow_overrides,
             epsilon=epsilon,  # type: ignore[arg-type]
         )

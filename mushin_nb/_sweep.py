@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._overrides import has_value, parse_override, unquote
+from ._overrides import has_value, is_hydra_key, override_name, override_values, parse_override, unquote
 
 __all__ = [
     "Param",
@@ -309,6 +309,83 @@ def reserved_metric_names(spec: SweepSpec, extra: Iterable[str] = ()) -> frozens
     return frozenset(names)
 
 
+class _SpecBuilder:
+    """Collects the parameters of a sweep, each once, in the order given."""
+
+    def __init__(self, base_cfg: Any, raw_string_keys: Iterable[str]) -> None:
+        self.spec = SweepSpec()
+        self.base_cfg = base_cfg
+        self.names: set[str] = set()
+        self.groups: set[str] | None = None
+        self.raw_string_keys = set(raw_string_keys)
+
+    def add(self, p: Param) -> None:
+        if p.name in self.names:
+            raise ValueError(
+                f"The parameter {p.name!r} is given twice (in `overrides` and as a keyword, "
+                "or twice in `overrides`); give it once."
+            )
+        if p.swept:
+            _check_unique(p.name, p.values)
+        self.names.add(p.name)
+        self.spec.params.append(p)
+
+    def from_override(self, text: str, *, always_swept: bool = False) -> None:
+        """One override in Hydra's grammar: ``hydra.*`` settings and deletions pass
+        through to Hydra; task-level keys and config-group choices become parameters."""
+        o = parse_override(text)
+        key = o.key_or_group
+        if is_hydra_key(key) or o.is_delete():
+            self.spec.hydra_overrides.append(text)
+            return
+        if self.groups is None:
+            self.groups = _group_names()
+        is_group = o.package is None and key in self.groups
+        prefix = {"ADD": "+", "FORCE_ADD": "++"}.get(o.type.name, "")
+        name = override_name(o)
+        if o.is_sweep_override():
+            values = override_values(o)  # an interval sweep: OverrideError, naming the fix
+            self.add(Param(name, values, list(o.sweep_string_iterator()), True, prefix, is_group))
+            return
+        v = unquote(o.value())
+        elem = o.get_value_element_as_str()
+        hl = isinstance(v, list) and not always_swept
+        self.add(Param(name, [v], [elem], always_swept, prefix, is_group, hl))
+
+    def from_keyword(self, key: str, value: Any) -> None:
+        """One keyword of ``run()``: ``multirun`` swept, ``hydra_list`` one list, other
+        values fixed with their own type (strings never parsed, but for raw keys)."""
+        from hydra_zen import hydra_list as _hl
+        from hydra_zen import multirun as _mr
+
+        prefix = "" if has_value(self.base_cfg, key) else "+"
+        if isinstance(value, _mr) or _is_multirun(value):
+            values = [_to_python(v) for v in value]  # np.float64(0.1) -> 0.1, live and reloaded alike
+            if not values:
+                raise ValueError(f"{key}=multirun([]) has no values; give at least one.")
+            strings = [render_value(v, name=key) for v in values]
+            # the values as Hydra will hand them to the task (strings stay strings)
+            values = [list(v) if isinstance(v, (tuple, UserList, range)) else v for v in values]
+            self.add(Param(key, values, strings, True, prefix))
+            return
+        if isinstance(value, _hl) or _is_hydra_list(value):
+            items = [_to_python(v) for v in value]
+            self.add(Param(key, [items], [render_value(items, name=key)], False, prefix, hydra_list=True))
+            return
+        value = _to_python(value)  # a numpy scalar is its Python value (np.int64(3) -> 3)
+        if isinstance(value, str) and key in self.raw_string_keys:
+            self.from_override(f"{prefix}{key}={value}", always_swept=True)
+        elif value is None or isinstance(value, (bool, int, float, str, dict)):
+            self.add(Param(key, [value], [render_value(value, name=key)], False, prefix))
+        else:
+            raise TypeError(
+                f"The keyword argument {key}={value!r} has type {type(value).__name__}, which "
+                "cannot be a Hydra override. Use int, float, bool, str, dict, None, "
+                f"multirun([...]) to sweep it, or hydra_list([...]) for one list value "
+                f"(e.g. {key}=multirun({value!r}) if it is a list of values to sweep)."
+            )
+
+
 def build_spec(
     *,
     base_cfg: Any,
@@ -325,99 +402,22 @@ def build_spec(
       ``raw_string_keys`` (``RobustnessCurve``'s ``epsilon``);
     - ``overrides``: Hydra's grammar; ``hydra.*`` settings and config-group
       choices pass through to Hydra, task-level ones become parameters.
+
+    Examples
+    --------
+    >>> from hydra_zen import multirun
+    >>> spec = build_spec(base_cfg=None, overrides=["seed=0,1"], workflow_overrides={"lr": multirun([0.1, 1])})
+    >>> [(p.name, p.values, p.swept) for p in spec.params], spec.shape
+    ([('seed', [0, 1], True), ('lr', [0.1, 1], True)], (2, 2))
     """
-    from hydra_zen import hydra_list as _hl
-    from hydra_zen import multirun as _mr
-
-    spec = SweepSpec()
-    names: dict[str, int] = {}
-    groups: set[str] | None = None
-    raw_string_keys = set(raw_string_keys)
-
-    def add(p: Param) -> None:
-        if p.name in names:
-            raise ValueError(
-                f"The parameter {p.name!r} is given twice (in `overrides` and as a keyword, "
-                "or twice in `overrides`); give it once."
-            )
-        if p.swept:
-            _check_unique(p.name, p.values)
-        names[p.name] = len(spec.params)
-        spec.params.append(p)
-
-    def from_override(text: str, *, always_swept: bool = False) -> None:
-        nonlocal groups
-        o = parse_override(text)
-        key = o.key_or_group
-        if key.startswith("hydra.") or key.startswith("hydra/") or key == "hydra":
-            spec.hydra_overrides.append(text)
-            return
-        if o.is_delete():
-            spec.hydra_overrides.append(text)
-            return
-        if groups is None:
-            groups = _group_names()
-        is_group = o.package is None and key in groups
-        prefix = {"ADD": "+", "FORCE_ADD": "++"}.get(o.type.name, "")
-        name = o.get_key_element().lstrip("+~")
-        if o.is_sweep_override():
-            if not o.is_discrete_sweep():
-                raise ValueError(
-                    f"The override {text!r} is an interval sweep, which has no grid of values; "
-                    "a sampling sweeper (e.g. Optuna) is needed for it. Give a list, range() or "
-                    "choice() of values instead."
-                )
-            values = [unquote(v) for v in o.sweep_iterator()]
-            strings = list(o.sweep_string_iterator())
-            add(Param(name, values, strings, True, prefix, is_group))
-        else:
-            v = unquote(o.value())
-            elem = o.get_value_element_as_str()
-            add(
-                Param(
-                    name,
-                    [v],
-                    [elem],
-                    always_swept,
-                    prefix,
-                    is_group,
-                    isinstance(v, list) and not always_swept,
-                )
-            )
-
+    b = _SpecBuilder(base_cfg, raw_string_keys)
     for text in list(overrides or []):
         if not isinstance(text, str):
             raise TypeError(f"`overrides` must be a list of strings; got {text!r}")
-        from_override(text)
-
+        b.from_override(text)
     for key, value in workflow_overrides.items():
-        prefix = "" if has_value(base_cfg, key) else "+"
-        if isinstance(value, _mr) or _is_multirun(value):
-            values = [_to_python(v) for v in value]  # np.float64(0.1) -> 0.1, live and reloaded alike
-            if not values:
-                raise ValueError(f"{key}=multirun([]) has no values; give at least one.")
-            strings = [render_value(v, name=key) for v in values]
-            values = [list(v) if isinstance(v, (tuple, UserList, range)) else v for v in values]
-            # the values as Hydra will hand them to the task (strings stay strings)
-            add(Param(key, values, strings, True, prefix))
-            continue
-        if isinstance(value, _hl) or _is_hydra_list(value):
-            items = [_to_python(v) for v in value]
-            add(Param(key, [items], [render_value(items, name=key)], False, prefix, hydra_list=True))
-            continue
-        value = _to_python(value)  # a numpy scalar is its Python value (np.int64(3) -> 3)
-        if isinstance(value, str) and key in raw_string_keys:
-            from_override(f"{prefix}{key}={value}", always_swept=True)
-        elif value is None or isinstance(value, (bool, int, float, str, dict)):
-            add(Param(key, [value], [render_value(value, name=key)], False, prefix))
-        else:
-            raise TypeError(
-                f"The keyword argument {key}={value!r} has type {type(value).__name__}, which "
-                "cannot be a Hydra override. Use int, float, bool, str, dict, None, "
-                f"multirun([...]) to sweep it, or hydra_list([...]) for one list value "
-                f"(e.g. {key}=multirun({value!r}) if it is a list of values to sweep)."
-            )
-    return spec
+        b.from_keyword(key, value)
+    return b.spec
 
 
 def parse_job_overrides(

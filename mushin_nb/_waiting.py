@@ -8,12 +8,12 @@ panel) only phrases what happened in its own terms.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._execution import SweepRun
 
-__all__ = ["ProgressBar", "wait_for", "failures_error"]
+__all__ = ["ProgressBar", "wait_for", "failures_message"]
 
 
 class ProgressBar:
@@ -63,11 +63,10 @@ def wait_for(run: SweepRun, *, progress: bool, poll: float = 0.1) -> None:
         bar.close()
 
 
-def failures_error(run: SweepRun, *, label: str, advice: str | None = None) -> Any:
-    """The :class:`SweepError` for a run's failed jobs (``None`` when none failed or
-    ``on_error="ignore"``, which warns once instead). ``advice`` replaces the
-    API's own advice (the magic and the panel give theirs)."""
-    from ._execution import SweepError
+def failures_message(run: SweepRun, *, label: str, advice: str | None = None) -> str | None:
+    """The text of the :class:`~mushin_nb.SweepError` for a run's failed jobs (``None``
+    when none failed, or with ``on_error="ignore"``, which warns once instead).
+    ``advice`` replaces the API's own advice (the magic and the panel give theirs)."""
     from ._store import ERROR_TXT
 
     fails = run.failures
@@ -93,5 +92,4 @@ def failures_error(run: SweepRun, *, label: str, advice: str | None = None) -> A
             "the task (data, resources), or resume='force' after fixing the task's code (resume=True "
             "refuses to mix results of two versions of a task)."
         )
-    msg = f"{len(fails)} of {total} jobs of {label} failed{stopped}:\n{lines}{more}\n{advice}"
-    return SweepError(msg, dataset=run.dataset, failures=fails)
+    return f"{len(fails)} of {total} jobs of {label} failed{stopped}:\n{lines}{more}\n{advice}"

@@ -34,8 +34,10 @@ class _NotSet:  # rai's sentinel for "do not pass version_base"
 
 
 VERSION_BASE_DEFAULT = "1.3"
+"""Hydra's ``version_base`` when a run does not give one."""
 
 OverrideValue = Union[str, int, float, bool, dict, None, multirun, hydra_list]
+"""The values a keyword of ``run()`` takes: one fixed value, or ``multirun`` / ``hydra_list``."""
 
 
 class BaseWorkflow:
@@ -60,6 +62,24 @@ class BaseWorkflow:
     multirun_task_overrides : dict
         The swept parameters as ``multirun`` of their values and the fixed ones
         as their typed values.
+
+    Examples
+    --------
+    A subclass gives the static ``task`` (see :class:`MultiRunMetricsWorkflow` for the
+    metrics workflow most sweeps use):
+
+    >>> import tempfile
+    >>> from mushin_nb import BaseWorkflow, multirun
+    >>> class Echo(BaseWorkflow):
+    ...     @staticmethod
+    ...     def task(x: int) -> dict:
+    ...         return dict(x2=2 * x)
+    ...     def jobs_post_process(self) -> None:  # what to gather once the jobs ended
+    ...         self.n_jobs = len(self.jobs)
+    >>> wf = Echo()
+    >>> run = wf.start(x=multirun([1, 2]), working_dir=tempfile.mkdtemp())
+    >>> run.wait()["x2"].values.tolist(), wf.n_jobs
+    ([2, 4], 2)
     """
 
     _REQUIRED_STATIC_METHODS = ("task", "pre_task")
@@ -174,6 +194,7 @@ class BaseWorkflow:
         progress: bool = True,
         jobs: int | None = None,
         launcher_settings: Mapping[str, Any] | None = None,
+        save: str | Path | None = None,
         **workflow_overrides: OverrideValue,
     ) -> None:
         """Run ``task`` over the grid of the ``multirun(...)`` keyword values and
@@ -204,6 +225,11 @@ class BaseWorkflow:
             for ``launcher="slurm"`` (the same as
             ``overrides=["hydra.launcher.partition=gpu", ...]``); a name the launcher
             does not have is refused before anything is submitted.
+        save : path, optional
+            A NetCDF file written while the sweep runs (the whole grid at once, each
+            finished cell in place within a second, the final Dataset at the end; readable
+            at any moment, also after a crash). An existing file is refused, except by a
+            resume, which continues it. See ``SweepRun.save``.
         """
         sweep = self.start(
             working_dir=working_dir,
@@ -221,6 +247,7 @@ class BaseWorkflow:
             resume=resume,
             jobs=jobs,
             launcher_settings=launcher_settings,
+            save=save,
             **workflow_overrides,
         )
         self.wait(sweep, progress=progress)
@@ -262,6 +289,7 @@ class BaseWorkflow:
         resume: bool | str = False,
         jobs: int | None = None,
         launcher_settings: Mapping[str, Any] | None = None,
+        save: str | Path | None = None,
         **workflow_overrides: OverrideValue,
     ) -> SweepRun:
         """Start the same sweep as :meth:`run` in a background thread and return
@@ -280,9 +308,12 @@ class BaseWorkflow:
         >>> run.wait()["y"].values.tolist()
         [1, 4]
         """
-        from ._launch import plan_sweep, start_sweep
+        from ._adaptive import adaptive_params
+        from ._launch import SweepPlan, plan_sweep, start_sweep
+        from ._live_netcdf import check_save_path
 
         self._check_static()
+        save_path = check_save_path(save, resume=resume, adaptive=adaptive_params(workflow_overrides))
         launch_kwargs: dict[str, Any] = dict(
             to_dictconfig=to_dictconfig,
             config_name=config_name,
@@ -291,32 +322,37 @@ class BaseWorkflow:
         )
         if version_base is not _NotSet:
             launch_kwargs["version_base"] = version_base
-        # every check first: a refused call changes nothing, on disk or in this object
-        plan = plan_sweep(
-            self,
-            working_dir=working_dir,
-            sweeper=sweeper,
-            launcher=launcher,
-            overrides=overrides,
-            task=_wrap(task_fn_wrapper, self.task),
-            pre_task=_wrap(pre_task_fn_wrapper, self.pre_task),
-            on_error=on_error,
-            resume=resume,
-            jobs=jobs,
-            launcher_settings=launcher_settings,
-            workflow_overrides=self._workflow_overrides(workflow_overrides),
-            raw_string_keys=self._raw_string_keys(),
-            launch_kwargs=launch_kwargs,
-            signature=self._signature_fns(task_fn_wrapper, pre_task_fn_wrapper),
-        )
+
+        def make_plan(
+            kw: Mapping[str, Any], working_dir: Any = working_dir, resume: Any = resume
+        ) -> SweepPlan:
+            return plan_sweep(
+                self,
+                working_dir=working_dir,
+                sweeper=sweeper,
+                launcher=launcher,
+                overrides=overrides,
+                task=_wrap(task_fn_wrapper, self.task),
+                pre_task=_wrap(pre_task_fn_wrapper, self.pre_task),
+                on_error=on_error,
+                resume=resume,
+                jobs=jobs,
+                launcher_settings=launcher_settings,
+                workflow_overrides=self._workflow_overrides(kw),
+                raw_string_keys=self._raw_string_keys(),
+                launch_kwargs=launch_kwargs,
+                signature=self._signature_fns(task_fn_wrapper, pre_task_fn_wrapper),
+            )
 
         def bind(sweep: SweepRun) -> None:
             # a second run never reuses stale metadata
             self._reset()
-            self._spec = plan.spec
+            self._spec = sweep.spec
             self._working_dir = sweep.sweep_dir
             self._manifest = sweep.manifest
             self.last_run = sweep
+            if save_path is not None:  # the whole grid in the file now (a resume continues it)
+                sweep.save(save_path, overwrite=True)
 
             def collect(run: SweepRun) -> None:
                 if self.last_run is run:  # not replaced by a later start()
@@ -324,7 +360,14 @@ class BaseWorkflow:
 
             sweep.on_finish(collect)
 
-        return start_sweep(plan, bind=bind)
+        if adaptive_params(workflow_overrides):  # an adaptive_range(...) value: rounds of sweeps
+            from ._adaptive_run import start_adaptive
+
+            return start_adaptive(  # type: ignore[return-value]  (an AdaptiveRun: SweepRun's API)
+                self, workflow_overrides, make_plan=make_plan, bind=bind, resume=resume, jobs=jobs
+            )
+        # every check first: a refused call changes nothing, on disk or in this object
+        return start_sweep(make_plan(workflow_overrides), bind=bind)
 
     def _workflow_overrides(self, kw: Mapping[str, Any]) -> dict[str, Any]:
         return dict(kw)

@@ -34,20 +34,31 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+"""The sweep's manifest under ``META_DIR``: its runs, each run's grid, the task hash."""
 INDEX = "index.jsonl"
+"""The index under ``META_DIR``: one JSON line per finished job, appended as jobs finish."""
 CANCEL = "CANCEL"
+"""Present under ``META_DIR`` while a cancel (or ``on_error="stop"``) is in force."""
 META_DIR = ".mushin"
+"""mushin_nb's own directory inside a sweep directory."""
 RESULT_JSON = "mushin_result.json"
+"""A job's result record in its job directory (status, scalars, error)."""
 RESULT_NPZ = "mushin_result.npz"
+"""A job's array metrics in its job directory (read with ``allow_pickle=False``)."""
 ERROR_TXT = "mushin_error.txt"
+"""The traceback of a failed job, in its job directory."""
 RUNS_DIR = "runs"
+"""Write-once copies of each run's manifest entry under ``META_DIR`` (to rebuild the manifest)."""
 #: a job's start marker, present while it runs (see :func:`mushin_nb._store.mark_job_started`)
 RUNNING_JSON = "mushin_running.json"
+"""A job's start marker (host, pid): left behind only by a process that died in the job."""
 #: ``JobResult.error["type"]`` of a cell whose stored result is damaged
 DAMAGED = "DamagedResult"
+"""The error type of a cell whose stored result is damaged (``resume=True`` re-runs it)."""
 
 #: the states of a cell of a sweep, in the order a cell goes through them
 STATES = ("pending", "running", "done", "failed", "cancelled")
+"""The states of a cell, in display order: the one set every surface uses."""
 
 
 def job_dir_within(sweep_dir: Path | str, subdir: str) -> Path:
