@@ -1,4 +1,4 @@
-"""The notebooks run: notebooks/tutorial.ipynb, live_sweeps.ipynb and robustness.ipynb are
+"""The notebooks run: notebooks/tutorial.ipynb, live_sweeps.ipynb, robustness.ipynb and adaptive.ipynb are
 executed in a real Jupyter kernel (nbclient), from a copy in a temporary directory so
 that their sweeps and files land there, and their outputs are checked."""
 
@@ -59,7 +59,7 @@ def find(cells, needle: str):
 
 
 def test_notebooks_are_committed_without_outputs():
-    for name in ["tutorial.ipynb", "live_sweeps.ipynb", "robustness.ipynb"]:
+    for name in ["tutorial.ipynb", "live_sweeps.ipynb", "robustness.ipynb", "adaptive.ipynb"]:
         nb = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
         for cell in nb["cells"]:
             if cell["cell_type"] == "code":
@@ -116,3 +116,18 @@ def test_robustness_notebook(tmp_path, monkeypatch):
         for c in cells
         for o in c.outputs
     )
+
+
+@pytest.mark.slow
+def test_adaptive_notebook(tmp_path, monkeypatch):
+    import re
+
+    pytest.importorskip("adaptive")
+    cells = execute("adaptive.ipynb", tmp_path, monkeypatch)
+    measured = text(find(cells, "n_uniform = next("))
+    jobs, err = re.search(r"adaptive: (\d+) jobs, max interpolation error ([\d.]+)", measured).groups()
+    uniform = int(re.search(r"uniform grid: (\d+) jobs for the same error", measured).group(1))
+    assert int(jobs) == 20 and 2 * int(jobs) <= uniform and float(err) < 0.02
+    assert "20 points in 5 rounds" in text(find(cells, "ds = run.wait()"))
+    resumed = text(find(cells, "resume=True"))
+    assert "NetCDF and load_from_dir: identical" in resumed and "new jobs: 8 |" in resumed
