@@ -47,7 +47,15 @@ if TYPE_CHECKING:
     from ._store import JobResult
     from ._sweep import SweepSpec
 
-__all__ = ["AdaptiveRange", "adaptive_range", "adaptive_params", "Sampler", "settings_of", "LOSSES"]
+__all__ = [
+    "AdaptiveRange",
+    "adaptive_range",
+    "adaptive_params",
+    "adaptive_override",
+    "Sampler",
+    "settings_of",
+    "LOSSES",
+]
 
 LOSSES = {
     1: ("default", "uniform", "curvature", "abs_min_log"),
@@ -196,6 +204,48 @@ def adaptive_params(overrides: Mapping[str, Any]) -> dict[str, AdaptiveRange]:
     """The keyword values of a ``run``/``start`` call that are :func:`adaptive_range`
     values, by name (empty for a fixed sweep)."""
     return {k: v for k, v in overrides.items() if isinstance(v, AdaptiveRange)}
+
+
+def adaptive_override(text: str) -> tuple[str, AdaptiveRange] | None:
+    """``"name=adaptive(low, high, key=value, ...)"`` (the magic's and the panel's
+    spelling of :func:`adaptive_range`) -> ``(name, AdaptiveRange)``; None for any other
+    override. The arguments are numbers, strings or None, as for ``adaptive_range``.
+
+    Examples
+    --------
+    >>> adaptive_override("epsilon=adaptive(0, 1, npoints_goal=12)")
+    ('epsilon', adaptive_range(0.0, 1.0, npoints_goal=12))
+    >>> adaptive_override("lr=0.1,1.0") is None
+    True
+    >>> adaptive_override("epsilon=adaptive(0)")
+    Traceback (most recent call last):
+    ...
+    ValueError: epsilon=adaptive(0): give the bounds and, if you like, settings of adaptive_range: e.g. epsilon=adaptive(0.0, 1.0, npoints_goal=20)
+    """
+    import ast
+    import re
+
+    m = re.fullmatch(r"\s*\+{0,2}([A-Za-z_][\w.]*)\s*=\s*adaptive\((.*)\)\s*", text, re.S)
+    if m is None:
+        return None
+    name, inner = m.group(1), m.group(2)
+    usage = (
+        f"{text.strip()}: give the bounds and, if you like, settings of adaptive_range: "
+        f"e.g. {name}=adaptive(0.0, 1.0, npoints_goal=20)"
+    )
+    try:
+        call = ast.parse(f"f({inner})", mode="eval").body
+        assert isinstance(call, ast.Call)
+        args = [ast.literal_eval(a) for a in call.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg is not None}
+    except (SyntaxError, ValueError, AssertionError):
+        raise ValueError(usage) from None
+    if len(args) != 2 or len(kwargs) != len(call.keywords):
+        raise ValueError(usage)
+    try:
+        return name, adaptive_range(*args, **kwargs)
+    except TypeError as e:  # an unknown setting
+        raise ValueError(f"{text.strip()}: {e}; {usage.split(': ', 1)[1]}") from None
 
 
 def settings_of(ranges: Mapping[str, AdaptiveRange], *, jobs: int | None) -> AdaptiveRange:

@@ -220,6 +220,56 @@ def test_cancel_keeps_every_point_and_resume_goes_on_without_rerunning(tmp_path)
     assert set(ds["epsilon"].values.tolist()) <= set(ds2["epsilon"].values.tolist())
 
 
+def test_ctrl_c_interrupts_keeps_the_points_and_resume_goes_on(tmp_path):
+    import _thread
+    import time
+
+    pressed = threading.Event()
+
+    class Slow(RobustnessCurve):
+        @staticmethod
+        def task(epsilon: float) -> dict:
+            t = time.monotonic()
+            while pressed.is_set() and time.monotonic() - t < 5:  # the job Ctrl-C stops
+                time.sleep(0.01)
+            return dict(accuracy=knee(epsilon))
+
+    wf = Slow()
+    hits = []
+
+    def ctrl_c(ev) -> None:  # Ctrl-C in the notebook, once a job of the second round is done
+        hits.append(ev)
+        if len(hits) == 5:
+            pressed.set()
+            _thread.interrupt_main()
+
+    from mushin_nb._execution import SweepRun
+
+    real = SweepRun.subscribe
+    with pytest.MonkeyPatch.context() as mp:  # every round's sweep reports to ctrl_c
+        mp.setattr(SweepRun, "subscribe", lambda self, cb: (real(self, ctrl_c), real(self, cb))[1])
+        with pytest.raises(KeyboardInterrupt):
+            wf.run(
+                epsilon=adaptive_range(0.0, 1.0, npoints_goal=16, batch_size=4),
+                working_dir=str(tmp_path),
+                progress=False,
+            )
+    run = wf.last_run
+    assert isinstance(run, AdaptiveRun) and run.done and run.stop_reason == "cancelled"
+    ds = wf.to_xarray()
+    kept = int(ds["accuracy"].notnull().sum())
+    assert kept == 5 and run.rounds == 2 and int((ds["accuracy"].isnull()).sum()) == 3
+    pressed.clear()
+    wf.run(
+        epsilon=adaptive_range(0.0, 1.0, npoints_goal=16, batch_size=4),
+        working_dir=str(tmp_path),
+        resume=True,
+        progress=False,
+    )
+    assert wf.to_xarray()["accuracy"].notnull().sum() == 16
+    assert sum(r["status"] == "done" for r in records(tmp_path)) == 16  # nothing ran twice
+
+
 def test_resume_from_a_fixed_grid_refines_it(tmp_path):
     wf = Knee()
     wf.run(epsilon=[0.0, 0.25, 0.5, 0.75, 1.0], working_dir=str(tmp_path), progress=False)
@@ -336,3 +386,25 @@ def test_several_metrics_need_one_named(tmp_path):
     )
     ds = run.wait()
     assert ds.sizes["x"] == 6 and len(records(tmp_path)) == 6
+
+
+def test_the_adaptive_spelling_of_the_magic_and_the_panel():
+    from mushin_nb._adaptive import adaptive_override
+
+    name, r = adaptive_override("+epsilon=adaptive(0, 2, npoints_goal=12, loss='uniform', metric=\"acc\")")
+    assert name == "epsilon" and (r.low, r.high, r.npoints_goal, r.loss, r.metric) == (
+        0.0,
+        2.0,
+        12,
+        "uniform",
+        "acc",
+    )
+    assert adaptive_override("epsilon=0,1") is None and adaptive_override("x=adaptive_thing(1)") is None
+    with pytest.raises(
+        ValueError, match=r"unexpected keyword argument 'npoints'.*e\.g\. x=adaptive\(0\.0, 1\.0"
+    ):
+        adaptive_override("x=adaptive(0, 1, npoints=3)")
+    with pytest.raises(ValueError, match=r"x=adaptive\(0, y\): give the bounds"):
+        adaptive_override("x=adaptive(0, y)")
+    with pytest.raises(ValueError, match="low must be smaller than high"):
+        adaptive_override("x=adaptive(1, 0)")
