@@ -247,8 +247,23 @@ def test_help_lists_the_options(ip):
         "--background",
         "--panel",
         "--no-view",
+        "--kind",
     ]:
         assert opt in doc, opt
+    from mushin_nb._launchers import LAUNCHERS
+
+    for info in LAUNCHERS:  # --launcher's help is the launcher table's
+        assert info.name in doc, info.name
+
+
+def test_kind_option_is_checked_then_used(cell):
+    res, ns = cell("x=1,2 k=1,2 -o ds --kind lines")  # blocks: the PNG, then the view, of lines
+    assert res.success, res.error_in_exec
+    assert ns["ds"]["y"].values.tolist() == [[1, 2], [2, 4]]
+    before = ns["ds"]
+    res, ns = cell("x=1,2 -o ds --kind nope --no-view")
+    assert isinstance(res.error_in_exec, UsageError) and ns["ds"] is before
+    assert "--kind nope" in err(res) and "heatmap, lines" in err(res)
 
 
 def test_resume_after_fixing_the_task_needs_force(cell, tmp_path):

@@ -214,6 +214,76 @@ def test_render_png_marks_cells_without_results(tmp_path, gate):
         assert render_png(grid, metric=metric, title="Grid")[:4] == b"\x89PNG"
 
 
+def test_cell_states_are_the_engines():
+    from mushin_nb._store import STATES
+    from mushin_nb.notebook.view import STATUS_COLORS, STATUS_ORDER
+
+    assert STATUS_ORDER == tuple(STATES) and set(STATUS_COLORS) == set(STATES)
+
+
+def test_static_and_interactive_plots_choose_the_same_kind(tmp_path):
+    import holoviews as hv
+
+    from mushin_nb.notebook.plots import choose_kind, render_png
+    from mushin_nb.notebook.view import LiveView
+
+    ds = Grid().start(a=multirun([1.0, 2.0]), b=multirun([0, 1, 2]), working_dir=str(tmp_path)).wait()
+    view = LiveView(ds, metric="score", kind="lines", interval=None)
+    assert (
+        isinstance(view.plot_element, hv.Overlay) and choose_kind(view.context(), view.kind).name == "lines"
+    )
+    # the static renderer of the same kind: lines grouped by b, not the heatmap
+    lines, heat = render_png(ds, metric="score", kind="lines"), render_png(ds, metric="score")
+    assert lines[:4] == b"\x89PNG" and lines != heat
+    with pytest.raises(ValueError, match="'nope' is not a plot kind.*'heatmap', 'lines'"):
+        render_png(ds, metric="score", kind="nope")
+
+
+def test_a_registered_plot_kind_renders_both_ways(tmp_path):
+    """Adding a kind is registering one spec: the live view offers it and draws it with
+    its interactive renderer; a blocking cell's PNG comes from its static renderer."""
+    import holoviews as hv
+
+    from mushin_nb.notebook.plots import PlotKind, register_plot_kind, render_png, unregister_plot_kind
+    from mushin_nb.notebook.view import BlockingDisplay, LiveView
+
+    seen: list[tuple[str, str, str, tuple]] = []
+
+    def interactive(ctx):
+        da = ctx.data(keep=[ctx.x])
+        seen.append(("hv", ctx.metric, ctx.x, tuple(ctx.selection.items())))
+        return hv.Bars((da[ctx.x].values, da.values), kdims=[ctx.x], vdims=[ctx.metric])
+
+    def static(ctx, ax):
+        da = ctx.data(keep=[ctx.x])
+        seen.append(("mpl", ctx.metric, ctx.x, tuple(ctx.selection.items())))
+        ax.bar([str(v) for v in da[ctx.x].values], np.nan_to_num(da.values), color="#7c3aed")
+
+    kind = PlotKind("bars_over_x", lambda ctx: len(ctx.swept) >= 1, interactive, static)
+    register_plot_kind(kind)
+    try:
+        with pytest.raises(ValueError, match="registered already"):
+            register_plot_kind(kind)
+        run = Grid().start(a=multirun([1.0, 2.0]), b=multirun([0, 1, 2]), working_dir=str(tmp_path))
+        ds = run.wait()
+        view = LiveView(run, metric="score", kind="bars_over_x", interval=None)
+        assert "bars_over_x" in view.param.kind.objects and view._kind_w.visible
+        assert isinstance(view.plot_element, hv.Bars) and view.plot_element.kdims[0].name == "a"
+        assert ("hv", "score", "a", (("b", 0),)) in seen
+        png = render_png(ds, metric="score", kind="bars_over_x")
+        assert ("mpl", "score", "a", (("b", 0),)) in seen
+        assert png[:4] == b"\x89PNG" and png != render_png(ds, metric="score")
+        # a blocking cell shows the same kind: the PNG while it blocks, the view after
+        seen.clear()
+        shown = BlockingDisplay(run, metric="score", kind="bars_over_x", interval=None)
+        assert shown.error is None and [s[0] for s in seen] == ["mpl"]
+        after = shown.finish()
+        assert after is not None and isinstance(after.plot_element, hv.Bars) and seen[-1][0] == "hv"
+    finally:
+        unregister_plot_kind("bars_over_x")
+    assert "bars_over_x" not in LiveView(ds, interval=None).param.kind.objects
+
+
 @pytest.mark.slow
 def test_redraws_run_on_the_kernels_main_thread(tmp_path):
     """In a real kernel the view's timer thread only schedules redraws: they run

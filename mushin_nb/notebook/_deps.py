@@ -11,6 +11,15 @@ BokehJS must reach a notebook page once, inline (so plots render offline):
   later cell runs the extension again. Hence: import it only when xarray objects
   lack the ``.hvplot`` accessor, and then as part of the extension load already
   done (pyviz_comms' "same cell" rule), so nothing is fetched or loaded twice.
+
+The third-party internals this needs (Panel's "extension loaded" flag, pyviz_comms'
+record of the cell, its stdout capture) are read and written in
+:mod:`mushin_nb._compat` only, each behind a guard with a public fallback.
+
+Examples
+--------
+>>> label("Run") in ({"label": "Run"}, {"name": "Run"})
+True
 """
 
 from __future__ import annotations
@@ -18,10 +27,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from .. import _compat
+
 _ready = False
 
 
-def _ipython() -> Any:
+def ipython() -> Any:
+    """The running IPython shell, or None (IPython not imported, or not in a shell)."""
     if "IPython" not in sys.modules:
         return None
     try:
@@ -34,98 +46,12 @@ def _ipython() -> Any:
 def _import_hvplot_xarray() -> None:
     """``import hvplot.xarray`` (registers ``.hvplot`` on xarray objects) without
     publishing BokehJS again: Panel's extension has loaded it already."""
-    ip = _ipython()
+    ip = ipython()
     if ip is not None:
-        try:
-            import pyviz_comms
-
-            # hvplot's hv.extension('bokeh') then counts as re-run in the cell that
-            # loaded the extension: it sends no resources (no CDN request)
-            pyviz_comms.extension._last_execution_count = ip.execution_count
-        except Exception:  # pragma: no cover  (an older pyviz_comms)
-            pass
-    sys.modules.pop("hvplot.xarray", None)
+        # hvplot's hv.extension('bokeh') then counts as re-run in the cell that loaded
+        # the extension: it sends no resources (no CDN request); see mushin_nb._compat
+        _compat.mark_extension_cell(ip.execution_count)
     import hvplot.xarray  # noqa: F401
-
-
-class _PerThreadStdout:
-    """``sys.stdout`` while a comm message is handled: what the handling thread
-    writes goes to its capture, what any other thread writes (a cell running on the
-    main thread) to the stream underneath."""
-
-    def __init__(self, target: Any) -> None:
-        self._target = target
-        self._captures: dict[int, Any] = {}
-
-    def write(self, text: str) -> int:
-        import threading
-
-        return self._captures.get(threading.get_ident(), self._target).write(text)
-
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        self._target.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._target, name)
-
-
-class _ThreadSafeStandardOutput(list):
-    """pyviz_comms' ``StandardOutput`` (captures what a comm callback prints, for
-    Panel's console output), capturing the calling thread only.
-
-    The original swaps the process-wide ``sys.stdout`` while a comm message is
-    handled. JupyterLab >= 4.4 sends comm messages to a kernel *subshell* (its own
-    thread), so a cell printing on the main thread at that moment lost its output
-    to the capture. Same API: a list of the captured lines after the block.
-    """
-
-    _lock: Any = None
-
-    def __enter__(self) -> _ThreadSafeStandardOutput:
-        import threading
-        from io import StringIO
-
-        cls = type(self)
-        if cls._lock is None:  # pragma: no cover  (set at install)
-            cls._lock = threading.Lock()
-        self._stringio = StringIO()
-        with cls._lock:
-            proxy = sys.stdout
-            if not isinstance(proxy, _PerThreadStdout):
-                proxy = sys.stdout = _PerThreadStdout(sys.stdout)
-            self._proxy = proxy
-            proxy._captures[threading.get_ident()] = self._stringio
-        return self
-
-    def __exit__(self, *args: Any) -> None:
-        import threading
-
-        with type(self)._lock:
-            proxy = self._proxy
-            proxy._captures.pop(threading.get_ident(), None)
-            if not proxy._captures and sys.stdout is proxy:
-                sys.stdout = proxy._target
-        self.extend(self._stringio.getvalue().splitlines())
-        del self._stringio, self._proxy
-
-
-def _thread_safe_comm_stdout() -> None:
-    """Use :class:`_ThreadSafeStandardOutput` in pyviz_comms (once, in a kernel)."""
-    import threading
-
-    try:
-        import pyviz_comms
-    except ImportError:  # pragma: no cover
-        return
-    current = getattr(pyviz_comms, "StandardOutput", None)
-    if current is None or current is _ThreadSafeStandardOutput:
-        return
-    _ThreadSafeStandardOutput._lock = threading.Lock()
-    pyviz_comms.StandardOutput = _ThreadSafeStandardOutput
 
 
 def hvplot_ready() -> bool:
@@ -142,12 +68,11 @@ def pn() -> Any:
     import panel
 
     if not _ready:
-        from panel.config import panel_extension
-
-        if _ipython() is not None:
-            _thread_safe_comm_stdout()
-
-        if not panel_extension._loaded:
+        if ipython() is not None:
+            # what a widget callback prints is captured per thread (JupyterLab >= 4.4
+            # handles widget messages on a subshell thread while a cell may print)
+            _compat.thread_safe_comm_stdout()
+        if not _compat.panel_extension_loaded():
             # no extra extensions: e.g. Tabulator's JS would come from a CDN in notebooks
             panel.extension(inline=True)
         if not hvplot_ready():
@@ -157,6 +82,7 @@ def pn() -> Any:
 
 
 def hv() -> Any:
+    """``holoviews``, after :func:`pn` (the extension and the accessor are loaded)."""
     pn()
     import holoviews
 

@@ -1,17 +1,74 @@
-"""Typed values from text, for the magic's line and the panel's fields.
+"""Tasks and typed values from text, for the magic's line and the panel's fields.
 
 What a task accepts (``TaskParam``, ``task_params``, ``coerce``) is the engine's
-(``mushin_nb._signature``), re-exported here. Imports neither panel nor IPython.
+(``mushin_nb._signature``), re-exported here; :func:`make_workflow` turns what a
+user names (a function, a workflow class or instance) into a workflow. Imports
+neither panel nor IPython.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from mushin_nb._signature import TaskParam, accepted_text, coerce, task_of, task_params
+from .._signature import TaskParam, accepted_text, coerce, task_of, task_params
 
-__all__ = ["TaskParam", "task_params", "task_of", "accepted_text", "parse_values", "coerce", "format_values"]
+__all__ = [
+    "TaskParam",
+    "task_params",
+    "task_of",
+    "accepted_text",
+    "parse_values",
+    "coerce",
+    "format_values",
+    "make_workflow",
+    "task_label",
+]
+
+_LABEL = "_mushin_label"  # the class attribute make_workflow gives a wrapped function
+
+
+def make_workflow(obj: Any) -> Any:
+    """A workflow instance from a workflow class, instance or a plain task
+    function (wrapped in a ``MultiRunMetricsWorkflow`` subclass named after it).
+
+    Examples
+    --------
+    >>> def square(x: int) -> dict:
+    ...     return dict(y=x * x)
+    >>> wf = make_workflow(square)
+    >>> type(wf).__name__, task_label(wf), wf.task(3)
+    ('square', 'square()', {'y': 9})
+    """
+    from .. import BaseWorkflow, MultiRunMetricsWorkflow
+
+    if isinstance(obj, BaseWorkflow):
+        return obj
+    if inspect.isclass(obj) and issubclass(obj, BaseWorkflow):
+        return obj()
+    if callable(obj):
+        name = getattr(obj, "__name__", "task")
+        cls = type(
+            name,
+            (MultiRunMetricsWorkflow,),
+            {
+                "task": staticmethod(obj),
+                "__module__": getattr(obj, "__module__", __name__),
+                _LABEL: f"{name}()",
+            },
+        )
+        return cls()
+    raise TypeError(
+        f"sweep_panel needs a task function or a workflow (class or instance); got {type(obj).__name__}"
+    )
+
+
+def task_label(wf: Any) -> str:
+    """How errors name a workflow's task: ``name()`` for a wrapped function, else
+    ``Class.task``."""
+    return getattr(type(wf), _LABEL, f"{type(wf).__name__}.task")
+
 
 # --------------------------------------------------------------------------- values
 
@@ -63,6 +120,6 @@ def format_values(values: Sequence[Any]) -> str:
     >>> format_values(["a,b", "c"])
     "'a,b', 'c'"
     """
-    from mushin_nb._sweep import render_value
+    from .._sweep import render_value
 
     return ", ".join(render_value(v) for v in values)

@@ -17,7 +17,7 @@ from typing import Any
 import param
 
 from . import _deps
-from .panel import SweepPanel
+from ._sweep_panel import SweepPanel
 
 __all__ = ["RobustnessPanel", "refined_values"]
 
@@ -49,7 +49,19 @@ def refined_values(
 
 
 class RobustnessPanel(SweepPanel):
-    """A :class:`~mushin_nb.notebook.panel.SweepPanel` for a ``RobustnessCurve``."""
+    """A :class:`~mushin_nb.notebook.panel.SweepPanel` for a ``RobustnessCurve``.
+
+    Examples
+    --------
+    >>> from mushin_nb import RobustnessCurve
+    >>> class Curve(RobustnessCurve):
+    ...     @staticmethod
+    ...     def task(epsilon: float) -> dict:
+    ...         return dict(acc=1 - epsilon)
+    >>> p = Curve().panel(epsilon=[0.0, 0.5], interval=None)
+    >>> type(p).__name__, p.n_jobs
+    ('RobustnessPanel', 2)
+    """
 
     refine_start = param.Number(default=0.0, doc="Start of the interval to refine.")
     refine_stop = param.Number(default=1.0, doc="End of the interval to refine.")
@@ -121,10 +133,11 @@ class RobustnessPanel(SweepPanel):
 
     # -------------------------------------------------------------- reference
     def set_reference(self, ds: Any, label: str = "reference") -> None:
+        """Draw ``ds`` (an earlier run's Dataset) dashed under the live curves; ``label``
+        names it in the panel."""
         self.reference = ds
         if self.view is not None:
-            self.view.reference = ds
-            self.view._redraw()
+            self.view.set_reference(ds)
         dims = ", ".join(f"{k}: {v}" for k, v in ds.sizes.items())
         self.reference_text.object = (
             f"Overlay (dashed): {html.escape(label)} &mdash; dims {{{html.escape(dims)}}}, "
@@ -134,7 +147,7 @@ class RobustnessPanel(SweepPanel):
     def load_reference(self) -> Any:
         """Load ``reference_path`` with :func:`mushin_nb.load_netcdf` and draw it
         dashed under the live curves. Returns the Dataset (None on error)."""
-        from mushin_nb._dataset import load_netcdf
+        from .._dataset import load_netcdf
 
         text = self.reference_path.strip()
         if not text:
