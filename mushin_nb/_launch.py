@@ -247,6 +247,10 @@ def plan_sweep(
             f"resume=True: {working_dir!s} holds no mushin_nb sweep to resume (no {_store.META_DIR}/ in it); "
             "check working_dir, or drop resume=True to start a new sweep there."
         )
+    if sweep_dir is not None and sweep_dir.is_dir():  # read-only checks: before any lock is taken
+        _refuse_links_out(sweep_dir)
+        if resume and _store.read_manifest(sweep_dir, damage=[]) is None:
+            raise FileNotFoundError(_LOST_MANIFEST.format(sweep_dir=sweep_dir))
     return SweepPlan(
         spec=spec,
         sweep_dir=sweep_dir,
@@ -387,7 +391,6 @@ def start_sweep(plan: SweepPlan, *, bind: Callable[[SweepRun], None] | None = No
     undo: Callable[[], None] = lambda: None  # noqa: E731
     try:
         sweep_dir, lock, undo = _claim_dir(plan)
-        _refuse_links_out(sweep_dir)
         damage: list[_store.Damage] = []  # reported once, by a resume (a new run replaces it all)
         old = _store.read_manifest(sweep_dir, damage=damage)
         previous: list[JobResult] = []
@@ -399,12 +402,7 @@ def start_sweep(plan: SweepPlan, *, bind: Callable[[SweepRun], None] | None = No
             runs = list(old.get("runs", [])) + runs
             run_specs = {**old.get("run_specs", {}), **run_specs}
         elif old is None and plan.resume:
-            raise FileNotFoundError(
-                f"resume=True: the manifest of the sweep in {sweep_dir} and its per-run copies are "
-                "lost, so new jobs cannot be placed beside the old ones safely. Its results can still "
-                "be read (load_from_dir rebuilds the grid from the job directories); start a new sweep "
-                "in another working_dir to compute the rest."
-            )
+            raise FileNotFoundError(_LOST_MANIFEST.format(sweep_dir=sweep_dir))
         sweep = SweepRun(
             spec=plan.spec,
             sweep_dir=sweep_dir,
@@ -462,6 +460,14 @@ def start_sweep(plan: SweepPlan, *, bind: Callable[[SweepRun], None] | None = No
         raise
     sweep.begin(_launcher_fn(plan, runner, launch_overrides), slot_claimed=True)
     return sweep
+
+
+_LOST_MANIFEST = (
+    "resume=True: the manifest of the sweep in {sweep_dir} and its per-run copies are lost, so new "
+    "jobs cannot be placed beside the old ones safely. Its results can still be read (load_from_dir "
+    "rebuilds the grid from the job directories); start a new sweep in another working_dir to "
+    "compute the rest."
+)
 
 
 def _refuse_links_out(sweep_dir: Path) -> None:

@@ -1,5 +1,5 @@
 """The notebook layer's patches of third-party internals (the *notebook layer* section of
-``mushin_nb/_compat.py``): each does what it is for, and its guard falls back to the
+``mushin_nb/_compat/``): each does what it is for, and its guard falls back to the
 public path when the versions or the internals differ. Real pyviz_comms comms, a real
 IPython shell, a real subprocess for the whole load with every patch off."""
 
@@ -159,7 +159,7 @@ def _callback_prints_while_a_cell_prints(capsys):
 def _pyviz_original(monkeypatch):
     """pyviz_comms' own StandardOutput, put back for the test (the notebook layer may
     have replaced it already in this process)."""
-    original = _compat._comm_stdout_original or pyviz_comms.StandardOutput
+    original = _compat.notebook._comm_stdout_original or pyviz_comms.StandardOutput
     assert original is not _compat.ThreadSafeStandardOutput
     monkeypatch.setattr(pyviz_comms, "StandardOutput", original)
     return original

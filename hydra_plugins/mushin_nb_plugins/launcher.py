@@ -27,7 +27,7 @@ Module map: ``launcher.py`` (both launchers and their configs), ``_template.py``
 template), ``_job_logging.py`` (per-job logging), ``_joblib.py`` (the joblib
 workers and surviving their deaths), ``_job_returns.py`` (returns of jobs whose
 process died, for every multi-process launcher), ``sweeper.py`` (the grid
-sweeper); ``mushin_nb/_compat.py`` (the patches of third-party internals).
+sweeper); ``mushin_nb/_compat/`` (the patches of third-party internals).
 
 Kept import-light: Hydra imports (and re-executes) every module under
 ``hydra_plugins`` when it scans for plugins, so all work is imported lazily and

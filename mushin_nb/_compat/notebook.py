@@ -1,0 +1,260 @@
+"""The notebook layer's patches (Panel, pyviz_comms): part of :mod:`mushin_nb._compat`,
+whose registry, guards and ``public_path`` they use. Imports nothing else of ours."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from . import Patch, public_path, register, usable  # noqa: F401  (public_path: the doctests)
+
+__all__: list[str] = []
+
+# ============================================================================ notebook layer
+#
+# The notebook layer (mushin_nb/notebook/_deps.py) loads Panel and hvplot once per
+# kernel: Panel's extension unless the notebook loaded it, hvplot's xarray accessor
+# without publishing BokehJS again, and pyviz_comms' capture of what a comm callback
+# prints made thread-safe. (``import hvplot.xarray`` used to be forced to run again by
+# dropping it from ``sys.modules``; a plain import does the same, so that patch is gone.)
+
+__all__ += ["panel_extension_loaded", "mark_extension_cell", "thread_safe_comm_stdout"]
+__all__ += ["ThreadSafeStandardOutput", "PANEL_EXTENSION_LOADED", "PYVIZ_COMMS_EXEC_COUNT"]
+__all__ += ["PYVIZ_COMMS_STDOUT"]
+
+PANEL_EXTENSION_LOADED = "panel-extension-loaded"
+PYVIZ_COMMS_EXEC_COUNT = "pyviz-comms-execution-count"
+PYVIZ_COMMS_STDOUT = "pyviz-comms-thread-stdout"
+
+
+def _code_names(obj: Any) -> set[str]:
+    """The names and attributes a function's code uses (its comments do not count)."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    return {
+        n.id if isinstance(n, ast.Name) else n.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Name | ast.Attribute)
+    }
+
+
+# ---------------------------------------------------------------- panel-extension-loaded
+#
+# Panel's extension is loaded only if nothing in this kernel loaded it yet, so the
+# notebook's own ``pn.extension(...)`` wins. Panel publishes no such flag; the patch
+# reads ``panel_extension._loaded``. Public path: take it as not loaded, so
+# ``pn.extension(inline=True)`` runs (and sends Panel's resources) once more.
+
+
+def panel_extension_loaded() -> bool:
+    """Whether ``pn.extension`` has run in this process (False when the guard refuses).
+
+    Examples
+    --------
+    >>> with public_path(PANEL_EXTENSION_LOADED):
+    ...     panel_extension_loaded()
+    False
+    """
+    if not usable(PANEL_EXTENSION_LOADED):
+        return False
+    from panel.config import panel_extension
+
+    return bool(panel_extension._loaded)
+
+
+def _probe_panel_extension() -> None:
+    from panel.config import panel_extension
+
+    if not isinstance(getattr(panel_extension, "_loaded", None), bool):
+        raise AttributeError("panel_extension has no bool _loaded")
+    if "_loaded" not in _code_names(panel_extension.__call__):
+        raise AssertionError("pn.extension() no longer sets panel_extension._loaded")
+
+
+register(
+    Patch(
+        PANEL_EXTENSION_LOADED,
+        package="panel",
+        versions=">=1.0,<2",
+        internals="panel.config.panel_extension._loaded read (has pn.extension run?)",
+        public_path="taken as not loaded: pn.extension(inline=True) runs once more",
+        probe=_probe_panel_extension,
+    )
+)
+
+
+# ---------------------------------------------------------------- pyviz-comms-execution-count
+#
+# ``import hvplot.xarray`` runs ``hv.extension('bokeh')``, which publishes BokehJS
+# (from the CDN) unless pyviz_comms counts it as re-run in the cell that loaded
+# Panel's extension. The patch sets pyviz_comms' record of that cell
+# (``extension._last_execution_count``) to the running cell. Public path: nothing is
+# set, and the extension publishes its resources once more.
+
+
+def mark_extension_cell(execution_count: int | None) -> bool:
+    """Have pyviz extensions run from now on in cell ``execution_count`` count as re-runs
+    there (they publish no resources again); False when the guard refuses.
+
+    Examples
+    --------
+    >>> with public_path(PYVIZ_COMMS_EXEC_COUNT):
+    ...     mark_extension_cell(7)
+    False
+    """
+    if not usable(PYVIZ_COMMS_EXEC_COUNT):
+        return False
+    import pyviz_comms
+
+    pyviz_comms.extension._last_execution_count = execution_count
+    return True
+
+
+def _probe_exec_count() -> None:
+    import pyviz_comms
+
+    ext = pyviz_comms.extension
+    for attr in ("_last_execution_count", "_repeat_execution_in_cell"):
+        if not hasattr(ext, attr):
+            raise AttributeError(f"pyviz_comms.extension has no {attr}")
+    if not {"_last_execution_count", "_repeat_execution_in_cell"} <= _code_names(ext.__new__):
+        raise AssertionError("extension.__new__ no longer compares execution counts")
+
+
+register(
+    Patch(
+        PYVIZ_COMMS_EXEC_COUNT,
+        package="pyviz_comms",
+        versions=">=3.0,<4",
+        internals="pyviz_comms.extension._last_execution_count written",
+        public_path="nothing set: hv.extension('bokeh') publishes BokehJS again",
+        probe=_probe_exec_count,
+    )
+)
+
+
+# ---------------------------------------------------------------- pyviz-comms-thread-stdout
+#
+# pyviz_comms' ``StandardOutput`` (what a comm callback prints, captured for Panel's
+# console output) swaps the process-wide ``sys.stdout`` while a comm message is
+# handled. JupyterLab >= 4.4 sends comm messages to a kernel subshell (its own
+# thread), so a cell printing on the main thread meanwhile lost its output to the
+# capture. The patch replaces the module global ``StandardOutput`` (looked up by
+# ``Comm._handle_msg``) with :class:`ThreadSafeStandardOutput`, which captures the
+# calling thread only, through a per-thread proxy on ``sys.stdout`` while a capture
+# is open. Public path: pyviz_comms' own class.
+
+_stdout_lock = threading.Lock()
+_comm_stdout_original: Any = None  # pyviz_comms' own class, once replaced
+
+
+class _PerThreadStdout:
+    """``sys.stdout`` while a capture is open: the capturing thread writes to its
+    capture, any other thread to the stream underneath."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.captures: dict[int, Any] = {}
+
+    def write(self, text: str) -> int:
+        return self.captures.get(threading.get_ident(), self.target).write(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
+
+
+class ThreadSafeStandardOutput(list):
+    """pyviz_comms' ``StandardOutput`` capturing the calling thread only: a list of the
+    lines it printed inside the block.
+
+    Examples
+    --------
+    >>> with ThreadSafeStandardOutput() as out:
+    ...     print("captured")
+    >>> out
+    ['captured']
+    """
+
+    def __enter__(self) -> ThreadSafeStandardOutput:
+        import io
+        import sys
+
+        self._stringio = io.StringIO()
+        with _stdout_lock:
+            proxy = sys.stdout
+            if not isinstance(proxy, _PerThreadStdout):
+                proxy = sys.stdout = _PerThreadStdout(sys.stdout)
+            self._proxy = proxy
+            proxy.captures[threading.get_ident()] = self._stringio
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        import sys
+
+        with _stdout_lock:
+            proxy = self._proxy
+            proxy.captures.pop(threading.get_ident(), None)
+            if not proxy.captures and sys.stdout is proxy:
+                sys.stdout = proxy.target
+        self.extend(self._stringio.getvalue().splitlines())
+        del self._stringio, self._proxy
+
+
+def thread_safe_comm_stdout() -> bool:
+    """Make pyviz_comms capture comm callbacks' prints per thread; whether it does
+    (False when the guard refuses: pyviz_comms' own class stays).
+
+    Examples
+    --------
+    >>> with public_path(PYVIZ_COMMS_STDOUT):
+    ...     thread_safe_comm_stdout()
+    False
+    """
+    global _comm_stdout_original
+    if not usable(PYVIZ_COMMS_STDOUT):
+        return False
+    import pyviz_comms
+
+    if pyviz_comms.StandardOutput is not ThreadSafeStandardOutput:
+        _comm_stdout_original = pyviz_comms.StandardOutput
+        pyviz_comms.StandardOutput = ThreadSafeStandardOutput
+    return True
+
+
+def _probe_comm_stdout() -> None:
+    import sys
+
+    import pyviz_comms
+
+    current = getattr(pyviz_comms, "StandardOutput", None)
+    if not (isinstance(current, type) and issubclass(current, list)):
+        raise TypeError(f"pyviz_comms.StandardOutput is {current!r}, not a list subclass")
+    if "StandardOutput" not in _code_names(pyviz_comms.Comm._handle_msg):
+        raise AssertionError("Comm._handle_msg no longer captures with StandardOutput()")
+    before = sys.stdout
+    with ThreadSafeStandardOutput() as got:
+        print("probe", "lines", sep="\n")
+    if list(got) != ["probe", "lines"] or sys.stdout is not before:
+        raise AssertionError(f"the per-thread capture got {list(got)!r}")
+
+
+register(
+    Patch(
+        PYVIZ_COMMS_STDOUT,
+        package="pyviz_comms",
+        versions=">=3.0,<4",
+        internals="pyviz_comms.StandardOutput replaced; sys.stdout proxied while a capture is open",
+        public_path="pyviz_comms' StandardOutput (swaps sys.stdout for the whole process)",
+        probe=_probe_comm_stdout,
+    )
+)
