@@ -257,5 +257,152 @@ def main() -> None:
     print(table(rows))
 
 
+# --------------------------------------------------------------------------- Dask and Ray
+# (issue 11, the Dask/Ray half) Each starts its test cluster with the project's scripts
+# (scripts/cluster/{dask,ray}_start.sh: two workers / two one-CPU nodes on this machine)
+# and stops it after. Stock: the same sleeps as plain tasks of the engine's own API
+# (client.submit / ray.remote), no Hydra and no mushin-nb: the engine's floor.
+
+
+class _ScriptCluster:
+    """A Dask or Ray cluster started (and stopped) with scripts/cluster for the run."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.state = tempfile.mkdtemp(prefix=f"bench-{kind}-")
+
+    def __enter__(self) -> _ScriptCluster:
+        log(f"starting a {self.kind} cluster in {self.state}")
+        env = dict(os.environ)
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env["PYTHON"] = sys.executable
+        t0 = time.time()
+        p = subprocess.run(
+            ["bash", str(ROOT / f"scripts/cluster/{self.kind}_start.sh"), self.state],
+            capture_output=True,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        if p.returncode != 0:
+            raise RuntimeError(f"{self.kind}_start.sh failed ({p.returncode}):\n{p.stderr[-2000:]}")
+        self.address = Path(self.state, "address").read_text().strip()
+        log(f"  {self.kind} cluster at {self.address} in {time.time() - t0:.1f} s")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        log(f"stopping the {self.kind} cluster")
+        p = subprocess.run(["bash", str(ROOT / f"scripts/cluster/{self.kind}_stop.sh"), self.state])
+        if p.returncode == 0:
+            import shutil
+
+            shutil.rmtree(self.state, ignore_errors=True)
+
+
+def _bench_mushin(engine_name: str, n: int, duration: float, workers: int, root: Path, settings: dict) -> Row:
+    from mushin_nb import MultiRunMetricsWorkflow, multirun
+
+    class Sleep(MultiRunMetricsWorkflow):
+        @staticmethod
+        def task(x: int, duration: float) -> dict:
+            time.sleep(duration)
+            return dict(y=float(x))
+
+    first: list[float] = []
+    t0 = time.time()
+    run = Sleep().start(
+        x=multirun(list(range(n))),
+        duration=duration,
+        working_dir=str(root / f"mushin-{engine_name}"),
+        launcher=engine_name,
+        launcher_settings=settings,
+    )
+    run.subscribe(lambda ev: first.append(time.time()) if not first else None)
+    run.wait()
+    wall = time.time() - t0
+    return Row(
+        engine_name,
+        f"mushin-nb launcher='{engine_name}'",
+        n,
+        workers,
+        duration,
+        first[0] - t0,
+        wall,
+        run.status["done"],
+    )
+
+
+def _plain_sleep(duration: float) -> float:
+    time.sleep(duration)
+    return duration
+
+
+@engine("dask")
+def bench_dask(args: argparse.Namespace) -> list[Row]:
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    with _ScriptCluster("dask") as c, tempfile.TemporaryDirectory(prefix="bench-dask-sweeps-") as tmp:
+        from distributed import Client, as_completed
+
+        workers = 2
+        log(f"Dask: {args.jobs} jobs of {args.duration} s on {workers} workers")
+        rows = [_bench_mushin("dask", args.jobs, args.duration, workers, Path(tmp), {"address": c.address})]
+        log(f"  {rows[-1].variant}: {rows[-1].wall:.1f} s")
+        with Client(c.address, set_as_default=False) as client:
+            t0 = time.time()
+            futs = [client.submit(_plain_sleep, args.duration, pure=False) for _ in range(args.jobs)]
+            first = None
+            done = 0
+            for f in as_completed(futs, loop=client.loop):
+                f.result()
+                done += 1
+                first = first or time.time() - t0
+            wall = time.time() - t0
+        rows.append(
+            Row("dask", "stock client.submit", args.jobs, workers, args.duration, first or 0.0, wall, done)
+        )
+        log(f"  {rows[-1].variant}: {rows[-1].wall:.1f} s")
+        from mushin_nb import _remote
+
+        for k, cl in list(_remote._DASK.items()):
+            cl.close()
+            _remote._DASK.pop(k, None)
+    return rows
+
+
+@engine("ray")
+def bench_ray(args: argparse.Namespace) -> list[Row]:
+    with _ScriptCluster("ray") as c, tempfile.TemporaryDirectory(prefix="bench-ray-sweeps-") as tmp:
+        os.environ["RAY_AUTH_MODE"] = "token"  # before Ray is imported: it reads them then
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(Path(c.state, "token"))
+        import ray
+
+        workers = 2
+        log(f"Ray: {args.jobs} jobs of {args.duration} s on {workers} one-CPU nodes")
+        try:
+            settings = {"address": c.address, "init": {"log_to_driver": False}}
+            rows = [_bench_mushin("ray", args.jobs, args.duration, workers, Path(tmp), settings)]
+            log(f"  {rows[-1].variant}: {rows[-1].wall:.1f} s")
+            sleep = ray.remote(num_cpus=1)(_plain_sleep)
+            t0 = time.time()
+            refs = [sleep.remote(args.duration) for _ in range(args.jobs)]
+            first = None
+            done = 0
+            while refs:
+                ready, refs = ray.wait(refs, num_returns=1)
+                ray.get(ready)
+                done += len(ready)
+                first = first or time.time() - t0
+            wall = time.time() - t0
+            rows.append(
+                Row("ray", "stock ray.remote", args.jobs, workers, args.duration, first or 0.0, wall, done)
+            )
+            log(f"  {rows[-1].variant}: {rows[-1].wall:.1f} s")
+        finally:
+            ray.shutdown()
+            for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
+                os.environ.pop(k, None)
+    return rows
+
+
 if __name__ == "__main__":
     main()

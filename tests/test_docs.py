@@ -171,6 +171,7 @@ CLUSTER_WORDS = (
     "--launcher slurm",
     'launcher="ray"',
     "hydra.launcher.ray",
+    'launcher="dask"',
 )
 SLURM_WORDS = ("submitit_slurm", 'launcher="slurm"', "--launcher slurm")
 

@@ -30,7 +30,7 @@ def slurm_or_none():
 
 
 @pytest.mark.slow
-def test_scale_out_notebook_runs(tmp_path, monkeypatch, slurm_or_none):
+def test_scale_out_notebook_runs(tmp_path, monkeypatch, slurm_or_none, dask_for_the_notebook):
     # submitit's worker processes unpickle Hydra's plugin registry, test plugins included
     plugins = str(Path(__file__).parent / "plugins")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([plugins, os.environ.get("PYTHONPATH", "")]))
@@ -54,3 +54,26 @@ def test_scale_out_notebook_runs(tmp_path, monkeypatch, slurm_or_none):
     assert f"{on}: {{'pending': 0, 'running': 0, 'done': 6" in text
     assert f"magic on {on} ['done', 'done', 'done', 'done']" in text
     assert f"panel on {'submitit_slurm' if on == 'slurm' else 'joblib'} ['done', 'done']" in text
+    # the Dask section (issue 11, Dask/Ray work): the class API, the magic and the panel
+    # on the real Dask cluster of the fixture below
+    assert "dask: {'pending': 0, 'running': 0, 'done': 6" in text
+    assert "magic on dask ['done', 'done', 'done', 'done']" in text
+    assert "panel on dask ['done', 'done']" in text
+
+
+# --------------------------------------------------------------------------- Dask (issue 11)
+
+
+@pytest.fixture
+def dask_for_the_notebook(monkeypatch):
+    """A real Dask cluster (scripts/cluster/dask_start.sh) whose address reaches the
+    notebook's kernel as DASK_SCHEDULER_ADDRESS; stopped after, nothing left running."""
+    import _cluster
+
+    _cluster.require("distributed", "dask", "dask")
+    state = _cluster.start("dask", "2")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", (state / "address").read_text().strip())
+    try:
+        yield
+    finally:
+        _cluster.stop("dask", state)
