@@ -165,6 +165,8 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
         self._dirs, self._subdirs = value, None
 
     def jobs_post_process(self) -> None:
+        """Fill ``metrics`` (``{name: [value per job]}``) and ``multirun_working_dirs``
+        from the jobs' stored results."""
         results = sorted(self._results, key=lambda r: r.job_num)
         self.multirun_working_dirs = None
         self._subdirs = [r.subdir for r in results]

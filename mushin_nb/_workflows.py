@@ -102,6 +102,7 @@ class BaseWorkflow:
     # ------------------------------------------------------------ rai attributes
     @property
     def working_dir(self) -> Path:
+        """The sweep directory of the last run (or of :meth:`load_from_dir`)."""
         if self._working_dir is None:
             raise ValueError("`self.working_dir` must be set.")
         return self._working_dir
@@ -115,6 +116,8 @@ class BaseWorkflow:
 
     @property
     def cfgs(self) -> list[Any]:
+        """Each job's configuration, in job order (read from the job directories on
+        first use after a reload)."""
         if self.cfgs_ is None:  # loaded from disk lazily: YAML is slow at scale
             cfgs = []
             for d in self._job_dirs():
@@ -402,12 +405,16 @@ class BaseWorkflow:
         self.jobs_post_process()
 
     def jobs_post_process(self) -> None:
+        """Gather what the jobs produced into this workflow's attributes; a subclass
+        implements it (``MultiRunMetricsWorkflow`` fills ``metrics``)."""
         raise NotImplementedError()
 
     def plot(self, **kwargs: Any) -> Any:
+        """Plot the results; a subclass implements it (``RobustnessCurve.plot``)."""
         raise NotImplementedError()
 
     def to_xarray(self) -> Any:
+        """The results as an ``xarray.Dataset``; a subclass implements it."""
         raise NotImplementedError()
 
 

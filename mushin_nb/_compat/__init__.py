@@ -44,6 +44,7 @@ from typing import Any
 __all__ = ["Patch", "PATCHES", "OFF_ENV", "register", "usable", "refusal", "public_path", "installed_version"]
 
 OFF_ENV = "MUSHIN_NB_COMPAT_OFF"
+"""The environment variable that forces public paths: patch names separated by commas, or ``all``."""
 
 
 # ============================================================================ registry
@@ -77,6 +78,7 @@ class Patch:
 
 
 PATCHES: dict[str, Patch] = {}
+"""Every registered patch, by name."""
 _verdicts: dict[str, str | None] = {}
 _forced: set[str] = set()
 _lock = threading.Lock()
