@@ -423,7 +423,7 @@ def start_sweep(plan: SweepPlan, *, bind: Callable[[SweepRun], None] | None = No
 
     # ---- from here on, the sweep is ours: write
     try:
-        if old is not None and not plan.resume:
+        if not plan.resume:  # also when the old manifest is lost: its index lines must not mix in
             n = _store.archive_index(sweep_dir)
             if n:
                 warnings.warn(

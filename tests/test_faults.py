@@ -221,7 +221,6 @@ class Sweep:
             assert self.snapshot() == before, f"{where} was refused but changed the directory"
             for p in links:  # the user follows the advice: remove the links
                 p.unlink()
-            return False
         if resume and self.manifest_lost():
             before = self.snapshot()
             with pytest.raises(FileNotFoundError, match="per-run copies are lost"):
