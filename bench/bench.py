@@ -1,8 +1,11 @@
-"""mushin-nb benchmarks: per-job overhead, reload, parallel speed-up, live
-views, import time, result latency. Prints one table.
+"""mushin-nb benchmarks: per-job overhead, the fixed cost of a sweep, the live
+Dataset, reload, live NetCDF, live views, memory, parallel speed-up, import time,
+result latency. Prints one table, each row with the machine's load average when it
+was measured (a loaded machine makes every number worse; compare rows measured
+under the same load).
 
     python bench/bench.py           # the full run (builds bench/.venv-rai for rai-toolbox 0.2.1)
-    python bench/bench.py --quick   # small sizes, no rai-toolbox (what CI runs)
+    python bench/bench.py --quick   # small sizes, no rai-toolbox (what CI runs: under a minute)
 
 Timings are medians of repeats on this machine; nothing here is asserted.
 """
@@ -20,6 +23,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -32,12 +36,20 @@ from _tasks import Busy, Grid, Stamp, Trivial  # noqa: E402  (light module: work
 
 from mushin_nb import MultiRunMetricsWorkflow, multirun  # noqa: E402
 
-ROWS: list[tuple[str, str, str, str]] = []
+ROWS: list[tuple[str, str, str, str, str]] = []
+
+
+def load() -> str:
+    """The machine's 1-minute load average (of os.cpu_count() CPUs)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:  # pragma: no cover - no getloadavg
+        return "?"
 
 
 def row(name: str, value: str, target: str = "", note: str = "") -> None:
-    ROWS.append((name, value, target, note))
-    print(f"  {name:<58} {value:>16}  {target:<22} {note}", file=sys.stderr, flush=True)
+    ROWS.append((name, value, target, note, load()))
+    print(f"  {name:<58} {value:>16}  {target:<22} {note}  [load {load()}]", file=sys.stderr, flush=True)
 
 
 def median(xs: list[float]) -> float:
@@ -134,7 +146,7 @@ def bench_overhead(root: Path, quick: bool, rai: Path | None) -> None:
     sizes = [9, 30] if quick else [9, 100, 1000]
     print("per-job overhead of a trivial task", file=sys.stderr)
     for n in sizes:
-        reps = 3 if n < 1000 else 3
+        reps = 3
         slow_reps = 3 if n < 1000 else 1
         plain = median([per_job_plain(n) for _ in range(5)])
         fast = median([per_job_mushin(n, root, None) for _ in range(reps)])
@@ -143,7 +155,7 @@ def bench_overhead(root: Path, quick: bool, rai: Path | None) -> None:
         row(
             f"{n:>5} jobs: mushin-nb default launcher",
             f"{fast * 1e3:.2f} ms/job",
-            "<= plain + 5 ms",
+            "<= plain + 1.5 ms at 1000",
             f"+{(fast - plain) * 1e3:.2f} ms over the loop; CPU {median(CPU[f'{n}None']) * 1e3:.2f} ms/job",
         )
         row(
@@ -186,6 +198,57 @@ def make_grid(d: str, n: int, save_pt: bool) -> float:
     return time.perf_counter() - t
 
 
+def write_sweep(d: str, n: int) -> float:
+    """A finished sweep of ``n`` jobs (one scalar and one 8-element array metric each),
+    written by the store's own job writer, as jobs write it (without running Hydra: 100k
+    real jobs take minutes), then closed as a sweep closes: the compact form written
+    from the results in memory."""
+    import numpy as np
+
+    from mushin_nb import _store
+    from mushin_nb._sweep import Param, SweepSpec
+
+    t = time.perf_counter()
+    path = Path(d)
+    a = n // 100
+    spec = SweepSpec(
+        [
+            Param("a", list(range(a)), [str(i) for i in range(a)], swept=True),
+            Param("b", list(range(100)), [str(i) for i in range(100)], swept=True),
+        ]
+    )
+    sj = spec.to_json()
+    _store.write_manifest(
+        path,
+        {
+            "format": 1,
+            "workflow": "bench.Grid",
+            "task_hash": "h",
+            "runs": ["r"],
+            "spec": sj,
+            "run_specs": {"r": sj},
+        },
+    )
+    results = []
+    for k in range(n):
+        i, j = divmod(k, 100)
+        r = _store.JobResult(
+            index=(i, j),
+            status="done",
+            subdir=str(k),
+            job_num=k,
+            run_id="r",
+            task_hash="h",
+            metrics={"y": i * j, "v": np.arange(8.0) * i},
+            duration=0.001,
+            finished=time.time(),
+        )
+        _store.write_job_result(path, path / str(k), r)
+        results.append(r)
+    _store.save_columns(path, results)  # what a sweep does when it ends
+    return time.perf_counter() - t
+
+
 def reload_seconds(d: str) -> float:
     t = time.perf_counter()
     ds = MultiRunMetricsWorkflow().load_from_dir(d).to_xarray()
@@ -194,36 +257,285 @@ def reload_seconds(d: str) -> float:
     return dt
 
 
+DASK_IMPORT = (
+    "import time, numpy, pandas, xarray\n"
+    "t = time.perf_counter()\n"
+    "try:\n"
+    "    import dask.array\n"
+    "except ImportError:\n"
+    "    pass\n"
+    "print(time.perf_counter() - t)"
+)
+FRESH_RELOAD = (
+    "from mushin_nb import MultiRunMetricsWorkflow; import sys; "
+    "ds = MultiRunMetricsWorkflow().load_from_dir(sys.argv[1]).to_xarray(); assert ds['v'].notnull().all()"
+)
+
+
 def bench_reload(root: Path, quick: bool, rai: Path | None) -> None:
-    print("reload a sweep directory into a Dataset", file=sys.stderr)
-    sizes = [200] if quick else [1000, 10000]
-    for n in sizes:
+    print(
+        "reload a sweep directory into a Dataset (one scalar and one 8-element array metric)", file=sys.stderr
+    )
+    targets = {2000: "<= 0.05 s", 10000: "<= 0.25 s", 100000: "<= 2.5 s"}
+    for n in [2000] if quick else [2000, 10000, 100000]:
         d = tmpdir(root, f"grid{n}")
-        gen = make_grid(d, n, save_pt=(n == 1000 and rai is not None))
-        row(
-            f"generate a {n}-job sweep (default launcher, real runs)",
-            f"{gen:.1f} s",
-            "",
-            f"{gen / n * 1e3:.1f} ms/job",
-        )
+        gen = write_sweep(d, n)
+        reload_seconds(d)  # warm: imports, the OS's file cache
         t = median([reload_seconds(d) for _ in range(3)])
         row(
-            f"reload {n} jobs: load_from_dir + to_xarray", f"{t:.3f} s", "<= 3 s at 10k" if n == 10000 else ""
+            f"reload {n} jobs, warm process: load_from_dir + to_xarray",
+            f"{t:.3f} s",
+            targets[n],
+            f"written in {gen:.0f} s by the store's job writer",
         )
-        idx = Path(d) / ".mushin" / "index.jsonl"
-        os.rename(idx, str(idx) + ".bak")
-        t2 = reload_seconds(d)
-        os.rename(str(idx) + ".bak", idx)
-        row(f"reload {n} jobs without the index (scan fallback)", f"{t2:.3f} s")
-        if n == 1000 and rai is not None:
-            r = run_rai(rai, RAI_RELOAD, d)
+        cols = Path(d) / ".mushin" / "columns.npz"
+        cols.unlink()
+        t2 = reload_seconds(d)  # from the job files (and writes the compact form again)
+        row(
+            f"reload {n} jobs without .mushin/columns.npz (every job's files)",
+            f"{t2:.3f} s",
+            "",
+            f"{t2 / t:.0f}x the compact form",
+        )
+        if n == 2000:
+            ts = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-c", FRESH_RELOAD, d], check=True)
+                ts.append(time.perf_counter() - t0)
+            out = subprocess.run(
+                [sys.executable, "-c", DASK_IMPORT], capture_output=True, text=True, check=True
+            )
+            dask_s = float(out.stdout.strip() or "nan")
             row(
-                "reload 1000 jobs: rai-toolbox 0.2.1 (metrics.pt files)",
-                f"{r['seconds']:.3f} s",
-                "",
-                f"{r['seconds'] / t:.0f}x mushin-nb",
+                "reload 2000 jobs in a fresh process, imports included",
+                f"{median(ts):.2f} s",
+                "<= 0.6 s",
+                f"the whole `python -c` process; {dask_s:.2f} s of it is xarray importing dask.array "
+                "at its first Dataset (dask is installed here)",
             )
         shutil.rmtree(d, ignore_errors=True)
+    if rai is not None:
+        n = 1000
+        d = tmpdir(root, f"grid{n}")
+        make_grid(d, n, save_pt=True)
+        t = median([reload_seconds(d) for _ in range(3)])
+        r = run_rai(rai, RAI_RELOAD, d)
+        row(
+            "reload 1000 real jobs: rai-toolbox 0.2.1 (metrics.pt files)",
+            f"{r['seconds']:.3f} s",
+            "",
+            f"{r['seconds'] / t:.0f}x mushin-nb ({t:.3f} s)",
+        )
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- fixed cost
+
+
+def bench_fixed(root: Path, quick: bool) -> None:
+    print("the fixed cost of a small sweep", file=sys.stderr)
+    plain = median([per_job_plain(9) * 9 for _ in range(5)])
+    walls = []
+    for _ in range(4 if quick else 8):
+        d = tmpdir(root, "fixed")
+        t = time.perf_counter()
+        Trivial().run(x=multirun(list(range(9))), working_dir=d, progress=False)
+        walls.append(time.perf_counter() - t)
+        shutil.rmtree(d, ignore_errors=True)
+    wall = median(walls[1:])  # the first one pays imports
+    row(
+        "fixed cost of a 9-job sweep (wall minus the plain loop)",
+        f"{wall - plain:.3f} s",
+        "<= 0.1 s",
+        "Hydra composes twice (the launch, the launcher's job template)",
+    )
+
+
+# --------------------------------------------------------------------------- the live Dataset
+
+
+def _feeding_run(cells: int, prefill: float):
+    """A SweepRun over ``cells`` cells (100 per row), ``prefill`` of them done already."""
+    import numpy as np
+
+    from mushin_nb._execution import SweepRun
+    from mushin_nb._store import JobResult
+    from mushin_nb._sweep import Param, SweepSpec
+
+    a = max(1, cells // 100)
+    spec = SweepSpec(
+        [
+            Param("a", list(range(a)), [str(i) for i in range(a)], swept=True),
+            Param("b", list(range(100)), [str(i) for i in range(100)], swept=True),
+        ]
+    )
+    order = np.random.default_rng(0).permutation(a * 100)
+    done = int(prefill * a * 100)
+
+    def rec(k: int, pos: int) -> JobResult:
+        i, j = divmod(int(pos), 100)
+        return JobResult(
+            index=(i, j),
+            status="done",
+            subdir=str(k),
+            job_num=k,
+            run_id="bench",
+            metrics={"y": float(k), "v": np.arange(8.0)},
+        )
+
+    previous = [rec(k, order[k]) for k in range(done)]
+    run = SweepRun(
+        spec=spec,
+        sweep_dir=Path(tempfile.mkdtemp()),
+        run_id="bench",
+        on_error="collect",
+        workflow_name="Bench",
+        previous=previous,
+    )
+    return run, [rec(k, order[k]) for k in range(done, min(done + 200, a * 100))]
+
+
+def bench_live_dataset(quick: bool) -> None:
+    print(
+        "reading run.dataset after each event (events fed through SweepRun's ingest, no jobs)",
+        file=sys.stderr,
+    )
+    from mushin_nb._dataset import build_dataset
+
+    per: dict[int, float] = {}
+    for cells in [100, 10000] if quick else [100, 10000, 100000]:
+        run, events = _feeding_run(cells, 0.5)
+        times: list[float] = []
+
+        def read(ev, run=run, times=times):
+            t = time.perf_counter()
+            _ = run.dataset
+            times.append(time.perf_counter() - t)
+
+        run.subscribe(read)
+        t0 = time.perf_counter()
+        for r in events:
+            run._ingest(r)
+        per_event = (time.perf_counter() - t0) / len(events)
+        per[cells] = per_event
+        row(
+            f"run.dataset after each event, {cells} cells (half done)",
+            f"{median(times) * 1e3:.3f} ms",
+            "<= 1 ms at 100k" if cells == 100000 else "",
+            f"ingest + read {per_event * 1e3:.3f} ms/event; {run._live.copies} array copies",
+        )
+        if cells <= 10000:  # what it cost before: the whole Dataset built again per change
+            res = list(run._results.values())
+            t = time.perf_counter()
+            for _ in range(5):
+                build_dataset(run.spec, res, include_status=True, status=run._status.copy())
+            row(
+                f"  before: the Dataset rebuilt per event, {cells} cells",
+                f"{(time.perf_counter() - t) / 5 * 1e3:.2f} ms",
+            )
+    big = max(per)
+    row(f"  cost per event, {big} cells / 100 cells", f"{per[big] / per[100]:.2f}x", "<= 2x (flat)")
+
+
+MEMORY = """
+import sys, tracemalloc, numpy as np
+from mushin_nb._livedata import LiveDataset
+from mushin_nb._store import JobResult
+from mushin_nb._sweep import Param, SweepSpec
+n, width = int(sys.argv[1]), 1000
+a = n // 100
+spec = SweepSpec([Param("a", list(range(a)), [str(i) for i in range(a)], swept=True),
+                  Param("b", list(range(100)), [str(i) for i in range(100)], swept=True)])
+import xarray as xr
+xr.Dataset({"w": ("d", [1.0])}, coords={"d": [0]})  # imports done: only the Dataset is measured
+tracemalloc.start()
+live = LiveDataset(spec)
+for k in range(n):
+    i, j = divmod(k, 100)
+    live.add(JobResult(index=(i, j), status="done", metrics={"curve": np.full(width, float(k))}))
+    if k % 1000 == 0:
+        live.snapshot()  # a reader now and then
+ds = live.snapshot()
+peak = tracemalloc.get_traced_memory()[1]
+print(peak / (n * width * 8))
+"""
+
+
+def bench_memory(quick: bool) -> None:
+    print("peak memory of the live Dataset", file=sys.stderr)
+    n = 10000 if quick else 100000
+    out = subprocess.run([sys.executable, "-c", MEMORY, str(n)], capture_output=True, text=True, check=True)
+    ratio = float(out.stdout.strip().splitlines()[-1])
+    row(
+        f"peak memory of the live Dataset, {n} cells x 1,000 floats",
+        f"{ratio:.2f}x the data",
+        "<= 1.5x" if n == 100000 else "",
+        f"data {n * 8000 / 1e9:.2f} GB; tracemalloc peak",
+    )
+
+
+# --------------------------------------------------------------------------- live view, live NetCDF
+
+
+def _with_and_without(root: Path, n: int, reps: int, setup, **kw) -> tuple[float, float, Any]:
+    """Median wall time of a sweep of ``n`` 1 ms jobs without and with ``setup(run, d)``
+    (alternating, after one small sweep of each that pays the imports)."""
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    last = None
+    for k in range(2 * reps + 2):
+        with_it = bool(k % 2)
+        d = tmpdir(root, "ww")
+        t = time.perf_counter()
+        run = Stamp().start(x=multirun(list(range(n if k >= 2 else 5))), sleep=0.001, working_dir=d, **kw)
+        extra = setup(run, d) if with_it else None
+        run.wait()
+        if k >= 2:
+            walls[with_it].append(time.perf_counter() - t)
+            last = extra if with_it else last
+        shutil.rmtree(d, ignore_errors=True)
+    return median(walls[False]), median(walls[True]), last
+
+
+def bench_view(root: Path, quick: bool) -> None:
+    print("a live view during a sweep of 1 ms jobs", file=sys.stderr)
+    n = 150 if quick else 10000
+    try:  # the notebook stack's imports, before anything is timed
+        from mushin_nb.notebook.view import LiveView
+    except Exception as e:  # no notebook extras
+        row(f"live view, {n} cells of 1 ms jobs", "skipped", "", f"{type(e).__name__}: {e}")
+        return
+
+    def view(run, d):
+        v = LiveView(run, metric="y")  # what run.view("y") makes: LiveView(...).panel()
+        v.panel()
+        return v
+
+    a, b, v = _with_and_without(root, n, 1, view)
+    time.sleep(0.5)
+    row(
+        f"live view, {n} cells of 1 ms jobs: sweep wall time",
+        f"{b / a:.2f}x",
+        "<= 1.10x",
+        f"{b:.1f} s with, {a:.1f} s without; {v.redraws} redraws (throttled)",
+    )
+
+
+def bench_live_netcdf(root: Path, quick: bool) -> None:
+    print("a NetCDF file written while the sweep runs (save=)", file=sys.stderr)
+    n = 150 if quick else 2000
+    files = []
+
+    def save(run, d):
+        files.append(run.save(Path(d) / "live.nc"))
+
+    a, b, _ = _with_and_without(root, n, 1 if quick else 3, save)
+    row(
+        f"live NetCDF, {n} jobs of 1 ms: cost per job",
+        f"{(b - a) / n * 1e3:+.2f} ms",
+        "",
+        f"{b:.1f} s with, {a:.1f} s without (cells written in place, flushed each second)",
+    )
 
 
 # --------------------------------------------------------------------------- parallel
@@ -324,6 +636,20 @@ def bench_import(quick: bool) -> None:
 
 # --------------------------------------------------------------------------- main
 
+SECTIONS = [
+    "import",
+    "overhead",
+    "fixed",
+    "live",
+    "memory",
+    "reload",
+    "netcdf",
+    "view",
+    "parallel",
+    "subscriber",
+    "latency",
+]
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -332,7 +658,7 @@ def main() -> None:
     ap.add_argument(
         "--only",
         nargs="+",
-        choices=["import", "overhead", "reload", "parallel", "subscriber", "latency"],
+        choices=SECTIONS,
         help="run only these sections",
     )
     args = ap.parse_args()
@@ -343,11 +669,12 @@ def main() -> None:
     except ImportError:  # pragma: no cover
         pass
     quiet_logging()
-    only = set(args.only or ["import", "overhead", "reload", "parallel", "subscriber", "latency"])
+    only = set(args.only or SECTIONS)
     if not only & {"overhead", "reload"}:
         args.no_rai = True
     rai = None if (args.quick or args.no_rai) else rai_python()
     root = Path(tempfile.mkdtemp(prefix="mushin-bench-"))
+    load0 = load()
     cwd = os.getcwd()
     os.chdir(root)
     t0 = time.perf_counter()
@@ -356,8 +683,18 @@ def main() -> None:
             bench_import(args.quick)
         if "overhead" in only:
             bench_overhead(root, args.quick, rai)
+        if "fixed" in only:
+            bench_fixed(root, args.quick)
+        if "live" in only:
+            bench_live_dataset(args.quick)
+        if "memory" in only:
+            bench_memory(args.quick)
         if "reload" in only:
             bench_reload(root, args.quick, rai)
+        if "netcdf" in only:
+            bench_live_netcdf(root, args.quick)
+        if "view" in only:
+            bench_view(root, args.quick)
         if "parallel" in only:
             bench_parallel(root, args.quick)
         if "subscriber" in only:
@@ -370,12 +707,13 @@ def main() -> None:
     w = max(len(r[0]) for r in ROWS)
     print(
         f"\nmushin-nb bench ({'quick' if args.quick else 'full'}; {os.cpu_count()} CPUs; "
-        f"Python {sys.version.split()[0]}; {time.perf_counter() - t0:.0f} s)\n"
+        f"Python {sys.version.split()[0]}; {time.perf_counter() - t0:.0f} s; load average "
+        f"{load0} at the start, {load()} at the end)\n"
     )
-    print(f"{'measure':<{w}}  {'value':>18}  {'target':<24} note")
-    print("-" * (w + 70))
-    for name, value, target, note in ROWS:
-        print(f"{name:<{w}}  {value:>18}  {target:<24} {note}")
+    print(f"{'measure':<{w}}  {'value':>18}  {'target':<24} {'load':>5}  note")
+    print("-" * (w + 80))
+    for name, value, target, note, ld in ROWS:
+        print(f"{name:<{w}}  {value:>18}  {target:<24} {ld:>5}  {note}")
 
 
 if __name__ == "__main__":

@@ -27,14 +27,17 @@ def _fixed_coord(value: Any) -> Any:
     return str(value)
 
 
-def _attr_value(value: Any) -> Any:
-    # rai mushin: a list value of a non-swept parameter is stored as its string form
+def attr_value(value: Any) -> Any:
+    """A fixed parameter's value as a Dataset attribute (rai mushin: a list is stored as
+    its string form)."""
     if isinstance(value, list):
         return str(value)
     return value
 
 
-def _fill_for(dtype: np.dtype) -> tuple[np.dtype, Any]:
+def fill_for(dtype: np.dtype) -> tuple[np.dtype, Any]:
+    """The dtype and fill of a metric's array while cells are missing: NaN (ints and
+    bools promoted to float), "" for text, no fill (None) for other kinds."""
     if dtype.kind == "f" or dtype.kind == "c":
         return dtype, np.nan
     if dtype.kind in "iub":
@@ -44,7 +47,7 @@ def _fill_for(dtype: np.dtype) -> tuple[np.dtype, Any]:
     return dtype, None
 
 
-class _Grid:
+class Grid:
     """The Dataset's grid: its dimensions (swept parameters, and fixed ones as
     singleton dimensions if asked), their coordinates, and where a cell lands."""
 
@@ -66,6 +69,9 @@ class _Grid:
         self.shape = tuple(len(self.coords[d]) for d in self.dims)
 
     def full_index(self, r: JobResult) -> tuple[int, ...]:
+        """The cell of ``r`` in this grid (its index, with 0 for each singleton dimension)."""
+        if len(self.swept_axes) == len(self.dims):
+            return tuple(r.index)
         idx = [0] * len(self.dims)
         for ax, i in zip(self.swept_axes, r.index):
             idx[ax] = i
@@ -79,8 +85,41 @@ class _Grid:
     def examples(self, pairs: list[tuple[JobResult, np.ndarray]], key: Callable[[np.ndarray], Any]) -> str:
         by_key: dict[Any, str] = {}
         for r, v in pairs:
-            by_key.setdefault(key(v), self.cell_label(r))
-        return "; ".join(f"{k} (e.g. at {lab})" for k, lab in by_key.items())
+            if key(v) not in by_key:
+                by_key[key(v)] = self.cell_label(r)
+        return examples_text(by_key)
+
+
+def examples_text(by_key: Mapping[Any, str]) -> str:
+    """``{key: the first cell that has it}`` as the examples of a note."""
+    return "; ".join(f"{k} (e.g. at {lab})" for k, lab in by_key.items())
+
+
+# the notes of a metric that cannot be shown as returned (one text, for every builder)
+def note_text_mix(name: str, examples: str) -> str:
+    return f"The metric {name!r} is text in some jobs and not in others ({examples}); it is left out."
+
+
+def note_objects(name: str, examples: str) -> str:
+    return f"The metric {name!r} holds Python objects ({examples}); it is left out."
+
+
+def note_ndim(name: str, examples: str) -> str:
+    return (
+        f"The metric {name!r} has a different number of dimensions in different jobs: "
+        f"{examples}; it is left out (return one shape in every job)."
+    )
+
+
+def note_ragged(name: str, examples: str, mshape: tuple[int, ...]) -> str:
+    return (
+        f"The metric {name!r} has different shapes in different jobs: "
+        f"{examples}; it is padded to {mshape} with NaN ('' for text)."
+    )
+
+
+def note_types(name: str, error: str, examples: str) -> str:
+    return f"The metric {name!r} has types that do not mix ({error}; {examples}); it is left out."
 
 
 def _metric_names(done: Sequence[JobResult]) -> list[str]:
@@ -110,30 +149,21 @@ def _coord_values(done: Sequence[JobResult], name: str, names: list[str]) -> np.
     return out
 
 
-def _unmixable(name: str, pairs: list[tuple[JobResult, np.ndarray]], grid: _Grid) -> str | None:
+def _unmixable(name: str, pairs: list[tuple[JobResult, np.ndarray]], grid: Grid) -> str | None:
     """Why the values of metric ``name`` cannot make one variable (None if they can)."""
     vals = [v for _, v in pairs]
     kinds = {"text" if v.dtype.kind in "US" else "other" for v in vals}
     if len(kinds) > 1:
-        return (
-            f"The metric {name!r} is text in some jobs and not in others "
-            f"({grid.examples(pairs, lambda v: v.dtype.name)}); it is left out."
-        )
+        return note_text_mix(name, grid.examples(pairs, lambda v: v.dtype.name))
     if any(v.dtype.kind == "O" for v in vals):
-        return (
-            f"The metric {name!r} holds Python objects "
-            f"({grid.examples(pairs, lambda v: v.dtype.name)}); it is left out."
-        )
+        return note_objects(name, grid.examples(pairs, lambda v: v.dtype.name))
     if len({v.ndim for v in vals}) > 1:
-        return (
-            f"The metric {name!r} has a different number of dimensions in different jobs: "
-            f"{grid.examples(pairs, lambda v: v.shape)}; it is left out (return one shape in every job)."
-        )
+        return note_ndim(name, grid.examples(pairs, lambda v: v.shape))
     return None
 
 
 def _metric_array(
-    name: str, pairs: list[tuple[JobResult, np.ndarray]], grid: _Grid, notes: list[str]
+    name: str, pairs: list[tuple[JobResult, np.ndarray]], grid: Grid, notes: list[str]
 ) -> np.ndarray | None:
     """The grid-shaped array of metric ``name`` (None if it is left out: said in ``notes``).
     Cells without a value are NaN ("" for text); ragged values are padded."""
@@ -146,23 +176,16 @@ def _metric_array(
     mshape = tuple(max(s[n] for s in shapes) for n in range(len(vals[0].shape)))
     ragged = len(shapes) > 1
     if ragged:
-        notes.append(
-            f"The metric {name!r} has different shapes in different jobs: "
-            f"{grid.examples(pairs, lambda v: v.shape)}; it is padded to {mshape} with "
-            "NaN ('' for text)."
-        )
+        notes.append(note_ragged(name, grid.examples(pairs, lambda v: v.shape), mshape))
     try:
-        dtype = np.result_type(*vals)
+        dtype = np.result_type(*dict.fromkeys(v.dtype for v in vals))  # as of all values, faster
     except TypeError as e:  # e.g. bytes and str (numpy's DTypePromotionError)
-        notes.append(
-            f"The metric {name!r} has types that do not mix ({e}; "
-            f"{grid.examples(pairs, lambda v: v.dtype.name)}); it is left out."
-        )
+        notes.append(note_types(name, str(e), grid.examples(pairs, lambda v: v.dtype.name)))
         return None
     complete = len(pairs) == int(np.prod(grid.shape)) and not ragged
     fill = None
     if not complete:
-        dtype, fill = _fill_for(dtype)
+        dtype, fill = fill_for(dtype)
     arr = np.empty(grid.shape + mshape, dtype=dtype)
     if fill is not None:
         arr[...] = fill
@@ -170,17 +193,48 @@ def _metric_array(
         for r, v in pairs:
             arr[grid.full_index(r) + tuple(slice(0, n) for n in v.shape)] = v
     else:
-        stacked = np.stack(vals).astype(dtype, copy=False)
-        if grid.dims:
-            idx = np.array([grid.full_index(r) for r, _ in pairs], dtype=np.intp)
-            arr[tuple(idx.T)] = stacked
-        else:  # no swept parameter: one job
-            arr[...] = stacked[-1]
+        _place(arr, np.stack(vals).astype(dtype, copy=False), [r for r, _ in pairs], grid)
     return arr
 
 
+def _place(arr: np.ndarray, stacked: np.ndarray, results: list[JobResult], grid: Grid) -> None:
+    """Write ``stacked[k]`` at the cell of ``results[k]`` of ``arr``."""
+    if grid.dims:
+        idx = np.array([grid.full_index(r) for r in results], dtype=np.intp)
+        arr[tuple(idx.T)] = stacked
+    else:  # no swept parameter: one job
+        arr[...] = stacked[-1]
+
+
+_SCALARS = (float, int, bool, str)
+
+
+def _scalar_array(pairs: list[tuple[JobResult, Any]], grid: Grid) -> np.ndarray | None:
+    """The grid-shaped array of a metric whose values are all Python scalars of one type
+    (the usual case: one numpy call instead of one per value); None otherwise. The same
+    array :func:`_metric_array` makes of them."""
+    t = type(pairs[0][1])
+    if t not in _SCALARS or any(type(v) is not t for _, v in pairs):
+        return None
+    vals = [v for _, v in pairs]
+    if t is int and not all(-(2**63) <= v < 2**63 for v in vals):
+        return None
+    col = np.array(vals)
+    dtype, fill = col.dtype, None
+    if len(pairs) != int(np.prod(grid.shape)):
+        dtype, fill = fill_for(col.dtype)
+    arr = np.empty(grid.shape, dtype=dtype)
+    if fill is not None:
+        arr[...] = fill
+    _place(arr, col.astype(dtype, copy=False), [r for r, _ in pairs], grid)
+    return arr
+
+
+_NONE = object()
+
+
 def _metric_vars(
-    done: Sequence[JobResult], grid: _Grid, coord_from_metrics: str | None, notes: list[str]
+    done: Sequence[JobResult], grid: Grid, coord_from_metrics: str | None, notes: list[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The metrics' data variables and the coordinates of their own dimensions."""
     names = _metric_names(done)
@@ -192,11 +246,13 @@ def _metric_vars(
     for name in names:
         if name == coord_from_metrics:
             continue
-        pairs = [(r, r.metrics[name]) for r in done if r.metrics and name in r.metrics]
-        arrays = [(r, np.asarray(v)) for r, v in pairs if v is not None]
-        if not arrays:
+        pairs = [(r, v) for r in done if r.metrics and (v := r.metrics.get(name, _NONE)) is not _NONE]
+        present = [(r, v) for r, v in pairs if v is not None]
+        if not present:
             continue
-        arr = _metric_array(name, arrays, grid, notes)
+        arr = _scalar_array(present, grid)
+        if arr is None:
+            arr = _metric_array(name, [(r, np.asarray(v)) for r, v in present], grid, notes)
         if arr is None:
             continue
         extra: list[str] = []
@@ -217,7 +273,7 @@ def _metric_vars(
     return data_vars, extra_coords
 
 
-def _rename_clashes(
+def rename_clashes(
     data_vars: dict[str, Any], taken_coords: set[str], builtin: Mapping[str, Any], notes: list[str]
 ) -> dict[str, Any]:
     """A metric named like a coordinate, a dimension or mushin_nb's own variables (left
@@ -267,12 +323,15 @@ def build_dataset(
     import xarray as xr
 
     singleton = non_multirun_params_as_singleton_dims
-    grid = _Grid(spec, singleton)
-    attrs = {p.name: _attr_value(p.value) for p in spec.fixed}
+    grid = Grid(spec, singleton)
+    attrs = {p.name: attr_value(p.value) for p in spec.fixed}
     done = [r for r in results if r.status == "done" and r.metrics is not None]
     # what went wrong with which metric: told in one warning per build, never raised
     notes: list[str] = []
-    data_vars, extra_coords = _metric_vars(done, grid, coord_from_metrics, notes)
+    from ._store import paused_gc
+
+    with paused_gc():  # one small array per value, no cycles
+        data_vars, extra_coords = _metric_vars(done, grid, coord_from_metrics, notes)
 
     builtin: dict[str, Any] = {}
     if include_working_subdirs_as_data_var and sweep_dir is not None:
@@ -287,7 +346,7 @@ def build_dataset(
             st = st.reshape(grid.shape)
         builtin["status"] = (tuple(grid.dims), st)
 
-    data_vars = _rename_clashes(data_vars, set(grid.coords) | set(extra_coords), builtin, notes)
+    data_vars = rename_clashes(data_vars, set(grid.coords) | set(extra_coords), builtin, notes)
     data_vars.update(builtin)
     ds = xr.Dataset(data_vars=data_vars, coords={**grid.coords, **extra_coords}, attrs=attrs)
     if notes:
@@ -337,7 +396,9 @@ def _needs_json(v: Any) -> bool:
     return True
 
 
-def _encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes as NetCDF holds them: what it cannot hold (dicts, None, bools, lists,
+    NUL in text) as JSON, named in one more attribute for :func:`load_netcdf`."""
     out: dict[str, Any] = {}
     encoded: list[str] = []
     for k, v in attrs.items():
@@ -369,7 +430,8 @@ def _decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _engine() -> Literal["h5netcdf", "netcdf4"]:
+def netcdf_engine() -> Literal["h5netcdf", "netcdf4"]:
+    """The xarray engine that writes NetCDF here (h5netcdf, else netCDF4)."""
     import importlib
 
     try:
@@ -412,9 +474,9 @@ def save_netcdf(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = False
             f"{path} already exists; pass overwrite=True to replace it (or choose another path)."
         )
     out = ds.copy()
-    out.attrs = _encode_attrs(ds.attrs)
+    out.attrs = encode_attrs(ds.attrs)
     for name in list(out.variables):
-        out[name].attrs = _encode_attrs(ds[name].attrs)
+        out[name].attrs = encode_attrs(ds[name].attrs)
         out[name].encoding = {}
     path.parent.mkdir(parents=True, exist_ok=True)
     # the file's mode follows the umask; a temporary file left by an interrupted save
@@ -424,7 +486,7 @@ def save_netcdf(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = False
     tmp, fd = create_temp(path)
     os.close(fd)
     try:
-        out.to_netcdf(tmp, engine=_engine())
+        out.to_netcdf(tmp, engine=netcdf_engine())
         os.replace(tmp, path)
     except BaseException:
         unlink_quiet(tmp)
@@ -449,7 +511,7 @@ def load_netcdf(path: str | os.PathLike) -> xr.Dataset:
     """
     import xarray as xr
 
-    with xr.open_dataset(path, engine=_engine()) as f:
+    with xr.open_dataset(path, engine=netcdf_engine()) as f:
         ds = f.load()
     ds.attrs = _decode_attrs(ds.attrs)
     for name in list(ds.variables):

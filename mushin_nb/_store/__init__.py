@@ -7,6 +7,9 @@ Layout (Hydra's own files are untouched and still readable by other tools)::
       .mushin/manifest.json          the sweep: parameters and values in order, task, hash
       .mushin/index.jsonl            one line per finished job (appended as jobs finish)
       .mushin/CANCEL                 present while a cancel / stop is in force
+      .mushin/columns.npz            the index in columns, with the array metrics stacked: a
+                                     cache for fast reloads (used only while it matches the
+                                     index and the jobs' .npz files)
       .mushin/runs/<run id>.json     each run's grid, written once: manifest.json is rebuilt
                                      from these when it is missing or damaged
       <subdir>/.hydra/...            Hydra's per-job config, hydra and overrides files
@@ -34,6 +37,8 @@ _store.read_records(...)``); the work is in its modules, one responsibility each
 - ``_manifest``: the manifest and its per-run copies
 - ``_markers``: job start markers and jobs whose process died
 - ``_index``: reading results back (:func:`read_records`), the index, cancel
+- ``_columns``: the index's compact columnar form (``.mushin/columns.npz``), a cache
+  that makes a reload cost the bytes it reads
 
 Examples
 --------
@@ -52,6 +57,7 @@ Examples
 from __future__ import annotations
 
 from .._proc import process_state
+from ._columns import COLUMNS, paused_gc, read_columns, save_columns, store_columns
 from ._damage import Damage, damage_report, is_damaged, report_damage, warn_damage
 from ._files import (
     DamagedFileError,
@@ -124,6 +130,7 @@ del _err
 
 __all__ = [
     "CANCEL",
+    "COLUMNS",
     "DAMAGED",
     "ERROR_TXT",
     "INDEX",
@@ -163,8 +170,10 @@ __all__ = [
     "open_nofollow",
     "open_problem",
     "parse_json_line",
+    "paused_gc",
     "process_state",
     "read_index",
+    "read_columns",
     "read_index_raw",
     "read_job_marker",
     "read_json",
@@ -174,6 +183,8 @@ __all__ = [
     "record_problem",
     "remove_stale_temps",
     "report_damage",
+    "save_columns",
+    "store_columns",
     "run_copy_problem",
     "set_cancel",
     "subdir_escape",

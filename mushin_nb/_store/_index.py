@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._columns import least_records, paused_gc, read_columns, store_columns
 from ._damage import Damage, report_damage
 from ._files import DamagedFileError, atomic_write_text, open_nofollow, open_problem, read_json
 from ._layout import CANCEL, DAMAGED, INDEX, META_DIR, RESULT_JSON, subdir_escape
@@ -99,12 +100,13 @@ def _parse_record(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def read_index(
-    sweep_dir: Path, offset: int = 0, *, final: bool = False
+    sweep_dir: Path, offset: int = 0, *, final: bool = False, first_line: int | None = None
 ) -> tuple[list[dict[str, Any]], list[Damage], int]:
     """The index's records from byte ``offset`` on (whole lines only), its damaged
     lines, and the new offset. A record naming a directory outside the sweep
     directory is a damaged line whose marker stands for its cell. ``final``: the
     reader does not follow a live writer, so a torn last line is damage too.
+    ``first_line``: the number of the line at ``offset`` (damage is told by line number).
 
     Examples
     --------
@@ -135,7 +137,7 @@ def read_index(
     end = data.rfind(b"\n")
     lines = data[: end + 1].split(b"\n")[:-1] if end >= 0 else []
     base = str(sweep_dir)
-    first = 1 if offset == 0 else None
+    first = first_line if first_line is not None else 1 if offset == 0 else None
     records: list[dict[str, Any]] = []
     for n, raw in enumerate(lines):
         if not raw.strip():
@@ -347,16 +349,46 @@ def read_records(
     >>> found[0].problem
     'is missing'
     """
+    with paused_gc():  # many small objects, no cycles
+        return _read_records(Path(sweep_dir), run_ids, load_arrays, damage)
+
+
+def _read_records(
+    sweep_dir: Path, run_ids: Iterable[str] | None, load_arrays: bool, damage: list[Damage] | None
+) -> list[JobResult]:
     sweep_dir = Path(sweep_dir)
-    raw, found, _ = read_index(sweep_dir, final=True)
-    by_sub: dict[str, dict[str, Any]] = {}
+    # the compact form of the index, while fresh, stands for the lines it was made of
+    cols = read_columns(sweep_dir)
+    start, first = (cols.index_bytes, cols.index_lines + 1) if cols is not None else (0, None)
+    raw, found, end = read_index(sweep_dir, start, final=True, first_line=first)
+    index_ok = not found  # worth a (new) compact form, if every file reads well
+    by_sub: dict[str, Any] = dict(cols.rows) if cols is not None else {}
     for rec in raw:
         by_sub[rec["subdir"]] = rec
     if not _scan_unindexed(sweep_dir, by_sub, found):
         return []
     keep = set(run_ids) if run_ids is not None else None
     out: list[JobResult] = []
+    base, index = str(sweep_dir), sweep_dir / META_DIR / INDEX
     for sub, rec in by_sub.items():
+        if isinstance(rec, int):  # a row of the compact form
+            escape, _ = subdir_escape(base, sub)  # as read_index checks each line
+            if escape is not None:
+                problem, line = f"names {escape}", cols.lines[rec]  # type: ignore[union-attr]
+                marker = _damage_marker(cols.record(rec), index, problem, _ESCAPE_FIX, "")  # type: ignore[union-attr]
+                found.append(
+                    Damage(index, problem, fix=_ESCAPE_FIX, line=line, marker=marker, repairable=True)
+                )
+                continue
+            if keep is not None and cols.run_id(rec) not in keep:  # type: ignore[union-attr]
+                continue
+            try:
+                out.append(cols.result(rec, sweep_dir, load_arrays))  # type: ignore[union-attr]
+            except DamagedFileError as e:
+                index_ok = False
+                marker = _damage_marker(cols.record(rec), e.path, e.problem, _LOST_FIX, sub)  # type: ignore[union-attr]
+                found.append(Damage(e.path, e.problem, fix=_LOST_FIX, marker=marker))
+            continue
         if keep is not None and rec.get("run_id", "") not in keep:
             continue  # left by an earlier, replaced run in the same directory
         # the job directory is only needed for array metrics (a Path per job is slow at 10k jobs)
@@ -364,8 +396,12 @@ def read_records(
         try:
             out.append(JobResult.from_json(rec, job_dir))
         except DamagedFileError as e:
+            index_ok = False
             marker = _damage_marker(rec, e.path, e.problem, _LOST_FIX, sub)
             found.append(Damage(e.path, e.problem, fix=_LOST_FIX, marker=marker))
+    if index_ok and load_arrays and len(raw) >= least_records():  # the next reload reads the compact form
+        before = [cols.record(i) for i in range(len(cols.rows))] if cols is not None else []
+        store_columns(sweep_dir, before + raw, end, {r.subdir: r.metrics or {} for r in out if r.arrays})
     _place_damaged(out, found, keep)
     # jobs that started and whose process died (no result): failed; resume=True re-runs them
     out.extend(find_dead_jobs(sweep_dir, skip={r.subdir for r in out}, run_ids=keep))

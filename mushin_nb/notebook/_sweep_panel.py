@@ -366,10 +366,11 @@ class SweepPanel(param.Parameterized):
         self.keep_button.visible = path is not None
 
     def save(self, overwrite: bool = False) -> Path | None:
-        """What Save does: write the Dataset to ``save_path`` with
-        :func:`mushin_nb.save_netcdf`. An existing file is replaced only after
-        Replace is clicked (``overwrite=True``). Returns the path written."""
-        from .._dataset import load_netcdf, save_netcdf
+        """What Save does: ``run.save(save_path)``: the Dataset written now, and kept up to
+        date in the file while the sweep runs (its final Dataset when it ends). An existing
+        file is replaced only after Replace is clicked (``overwrite=True``). Returns the
+        path written."""
+        from .._dataset import load_netcdf
 
         text = self.save_path.value.strip()
         if not text:
@@ -379,7 +380,7 @@ class SweepPanel(param.Parameterized):
         if path.suffix == "":
             path = path.with_suffix(".nc")
         try:
-            ds = self.dataset()
+            self.dataset()
         except RuntimeError as e:
             self._said_save(str(e), error=True)
             return None
@@ -389,7 +390,7 @@ class SweepPanel(param.Parameterized):
             self._said_save(f"{path} already exists ({_fmt_size(st.st_size)}). Replace it?", error=True)
             return None
         try:
-            save_netcdf(ds, path, overwrite=overwrite)
+            self.run.save(path, overwrite=overwrite)
         except (OSError, TypeError, ValueError) as e:
             self._said_save(f"Could not write {path}: {e}", error=True)
             return None
@@ -400,6 +401,7 @@ class SweepPanel(param.Parameterized):
         self._said_save(
             f"Wrote {path.resolve()} ({_fmt_size(path.stat().st_size)}): dims {{{dims}}}, "
             f"variables {', '.join(map(str, back.data_vars))}"
+            + ("; kept up to date while the sweep runs" if not self.run.done else "")
         )
         return path
 

@@ -112,7 +112,11 @@ class MushinMagics(Magics):
         help="collect: run all, then raise SweepError if any failed (default); stop: no new job after a "
         "failure; ignore: warn only",
     )
-    @argument("--save", metavar="PATH.nc", help="write the Dataset to this NetCDF file when the sweep ends")
+    @argument(
+        "--save",
+        metavar="PATH.nc",
+        help="write the Dataset to this NetCDF file while the sweep runs (final when it ends)",
+    )
     @argument("--overwrite", action="store_true", help="with --save: replace an existing file")
     @argument("--plot", metavar="METRIC", help="the metric the live view shows first")
     @argument(
@@ -240,24 +244,27 @@ class MushinMagics(Magics):
                     "check -d/--working-dir, or drop --resume to start a new sweep there."
                 )
         if args.overwrite and not save:
-            raise UsageError("--overwrite goes with --save PATH.nc (replace that file when the sweep ends).")
+            raise UsageError("--overwrite goes with --save PATH.nc (replace that file).")
         if save:
             sp = Path(save).expanduser()
             if sp.is_dir():
                 raise UsageError(
                     f"--save {save}: it is a directory; give a file name, e.g. --save {sp / 'results.nc'}."
                 )
-            if sp.exists() and not args.overwrite:
+            if sp.exists() and not (args.overwrite or args.resume):
                 raise UsageError(
-                    f"--save {save}: the file exists; add --overwrite to replace it, or choose another path."
+                    f"--save {save}: the file exists; add --overwrite to replace it (--resume continues it), "
+                    "or choose another path."
                 )
 
     def _start(self, wf: Any, args: Any, overrides: LineOverrides) -> Any:
         """``wf.start(...)``; the engine's refusals as UsageErrors in the magic's terms."""
         from .._execution import SweepBusy
 
+        if strip_quotes(args.save):  # absolute now: an in-process job changes the current directory
+            args.save = str(Path(strip_quotes(args.save)).expanduser().absolute())
         try:
-            return wf.start(
+            run = wf.start(
                 overrides=overrides.tokens,
                 working_dir=strip_quotes(args.working_dir),
                 launcher=strip_quotes(args.launcher),
@@ -278,6 +285,12 @@ class MushinMagics(Magics):
             raise UsageError(
                 f"%%mushin_sweep: {in_option_terms(str(e))} Nothing was started or changed."
             ) from None
+        if args.save and hasattr(run, "save"):  # --save: written while the sweep runs, final at its end
+            try:
+                run.save(args.save, overwrite=True)
+            except Exception as e:  # the sweep runs on; the file is written when it ends
+                print(f"mushin_nb: {args.save} is written when the sweep ends ({e})", file=sys.stderr)
+        return run
 
     def _show_and_wait(self, wf: Any, run: Any, args: Any) -> None:
         """Show the run (a live view, or a progress bar), bind ``-o NAME``, and wait
@@ -317,7 +330,7 @@ class MushinMagics(Magics):
             ds = run.dataset
             bind(ds)
             if save and run.done:
-                self._save(ds, save, args.overwrite)
+                self._save(run, save)
         if args.no_view:
             s = run.status
             print(
@@ -352,10 +365,13 @@ class MushinMagics(Magics):
         return panel
 
     @staticmethod
-    def _save(ds: Any, path: str, overwrite: bool) -> None:
-        from .._dataset import save_netcdf
+    def _save(run: Any, path: str) -> None:
+        if hasattr(run, "save"):
+            p = run.save(path, overwrite=True)  # final already if it was written as the sweep ran
+        else:  # a run that writes no file as it goes
+            from .._dataset import save_netcdf
 
-        p = save_netcdf(ds, path, overwrite=overwrite)
+            p = save_netcdf(run.dataset, path, overwrite=True)
         print(f"mushin_nb: wrote {p}", file=sys.stderr)
 
     def _background(self, run: Any, view: Any, bind: Any, save: str | None, overwrite: bool) -> None:
@@ -373,7 +389,7 @@ class MushinMagics(Magics):
             bind(ds)
             if save:
                 try:
-                    self._save(ds, save, overwrite)
+                    self._save(run, save)
                 except Exception as e:  # reported, never raised in a thread
                     print(f"mushin_nb: could not save {save}: {e}", file=sys.stderr)
 
