@@ -248,6 +248,28 @@ def adaptive_override(text: str) -> tuple[str, AdaptiveRange] | None:
         raise ValueError(f"{text.strip()}: {e}; {usage.split(': ', 1)[1]}") from None
 
 
+def split_adaptive(tokens: Sequence[str]) -> tuple[dict[str, AdaptiveRange], list[str]]:
+    """Override strings -> the ``name=adaptive(...)`` ones as :func:`adaptive_range`
+    values by name, and the others (for Hydra's grammar), in order.
+
+    Examples
+    --------
+    >>> split_adaptive(["epsilon=adaptive(0, 1)", "seed=0,1"])
+    ({'epsilon': adaptive_range(0.0, 1.0)}, ['seed=0,1'])
+    """
+    found: dict[str, AdaptiveRange] = {}
+    rest: list[str] = []
+    for tok in tokens:
+        got = adaptive_override(tok)
+        if got is None:
+            rest.append(tok)
+        elif got[0] in found:
+            raise ValueError(f"{got[0]!r} is given twice; give it once.")
+        else:
+            found[got[0]] = got[1]
+    return found, rest
+
+
 def settings_of(ranges: Mapping[str, AdaptiveRange], *, jobs: int | None) -> AdaptiveRange:
     """The one set of rules of an adaptive sweep: the settings given on its adaptive
     parameters (the same on both, or on one of two), with the defaults filled in."""

@@ -408,3 +408,84 @@ def test_the_adaptive_spelling_of_the_magic_and_the_panel():
         adaptive_override("x=adaptive(0, y)")
     with pytest.raises(ValueError, match="low must be smaller than high"):
         adaptive_override("x=adaptive(1, 0)")
+
+
+# ------------------------------------------------------------------ the magic
+
+
+CURVE_CELL = """
+import math
+
+def task(epsilon: float) -> dict:
+    return dict(accuracy=0.5 + 0.5 / (1.0 + math.exp((epsilon - 0.4) / 0.02)))
+"""
+
+
+@pytest.fixture()
+def magic_cell(tmp_path, monkeypatch):
+    from _ipy import shell
+
+    ip = shell()
+    monkeypatch.chdir(tmp_path)
+    for k in ("ds", "ds_run"):
+        ip.user_ns.pop(k, None)
+
+    def run(line: str, body: str = CURVE_CELL):
+        res = ip.run_cell(f"%%mushin_sweep {line}\n{body}")
+        return res, ip.user_ns
+
+    return run
+
+
+@pytest.mark.parametrize("view", ["--no-view", ""])
+def test_magic_runs_an_adaptive_sweep(magic_cell, tmp_path, view):
+    res, ns = magic_cell(
+        f"epsilon=adaptive(0,1,npoints_goal=8,batch_size=4) -o ds {view} -d {tmp_path / 'sw'}"
+    )
+    assert res.success, res.error_in_exec
+    ds, run = ns["ds"], ns["ds_run"]
+    assert isinstance(run, AdaptiveRun) and run.rounds == 2 and run.done
+    assert ds.sizes["epsilon"] == 8 and (ds["status"] == "done").all()
+    assert (np.diff(ds["epsilon"].values) > 0).all()
+    assert len(result_files(tmp_path / "sw")) == 8
+
+
+@pytest.mark.parametrize(
+    "line, fragment",
+    [
+        ("epsilon=adaptive(0) --no-view", "give the bounds"),
+        ("epsilon=adaptive(0,1,npoints=3) --no-view", "unexpected keyword argument 'npoints'"),
+        ("epsilon=adaptive(0,1) epsilon=0.5 --no-view", "'epsilon' is given twice"),
+        ("epsilon=adaptive(0,1) --panel", "--panel with epsilon=adaptive(...)"),
+        ("eps=adaptive(0,1) --no-view", "eps"),
+    ],
+)
+def test_magic_refuses_bad_adaptive_lines(magic_cell, tmp_path, line, fragment):
+    res, _ = magic_cell(f"{line} -d {tmp_path / 'sw'}")
+    assert res.error_in_exec is not None and fragment in str(res.error_in_exec)
+    assert not (tmp_path / "sw").exists()  # nothing started or written
+
+
+# ------------------------------------------------------------------ the robustness panel
+
+
+def test_panel_refines_adaptively_inside_the_interval(tmp_path):
+    pytest.importorskip("panel")
+    p = Knee().panel(
+        epsilon=[0.0, 0.25, 0.5, 0.75, 1.0], shift=[0.0, 0.1], working_dir=str(tmp_path / "s"), interval=None
+    )
+    p.run_button.clicks += 1
+    p.wait(60)
+    p.refine_start, p.refine_stop, p.refine_count = 0.25, 0.75, 4
+    p.refine_adaptive_button.clicks += 1
+    ds = p.wait(60)
+    run = p.run
+    assert isinstance(run, AdaptiveRun) and run.done and "refused" not in p.message.lower()
+    eps = ds["epsilon"].values.tolist()
+    new = sorted(set(eps) - {0.0, 0.25, 0.5, 0.75, 1.0})
+    assert len(new) == 4 and all(0.25 < e < 0.75 for e in new)  # where the knee is, none outside
+    assert (ds["status"] == "done").all() and len(run.learners) == 2
+    assert sum(r["status"] == "done" for r in records(tmp_path / "s")) == 2 * 9  # nothing ran twice
+    assert p.pickers["epsilon"].values == eps  # the picker took the new grid
+    p.refine_log = True
+    assert p.refine_adaptively() is None and "linear scale" in p.message

@@ -60,6 +60,23 @@ _LAUNCHER_HELP = (
 _JOBS_HELP = "parallel jobs (with --launcher " + "/".join(i.name for i in LAUNCHERS if i.workers) + ")"
 
 
+def _adaptive_values(args: Any) -> tuple[dict[str, Any], list[str]]:
+    """The line's ``name=adaptive(low, high, ...)`` values (``adaptive_range``), and
+    its other overrides."""
+    from .._adaptive import split_adaptive
+
+    try:
+        adaptive, tokens = split_adaptive(args.overrides)
+    except ValueError as e:
+        raise UsageError(f"%%mushin_sweep: {e}") from None
+    if adaptive and args.panel:
+        raise UsageError(
+            f"--panel with {', '.join(f'{n}=adaptive(...)' for n in adaptive)}: the panel takes values to "
+            "sweep; drop --panel to run the adaptive sweep (a RobustnessCurve's panel refines adaptively)."
+        )
+    return adaptive, tokens
+
+
 def _signature_fns(wf: Any) -> list[Any]:
     """The functions the line's values go to: the task, and ``pre_task`` if the
     workflow defines its own."""
@@ -80,8 +97,9 @@ class MushinMagics(Magics):
         "overrides",
         nargs="*",
         help="Hydra overrides: name=a,b,c / name=range(start,stop[,step]) / name=choice(a,b) sweep "
-        "(one Dataset dimension each); name=value is fixed (a Dataset attribute). hydra.* settings "
-        "pass through.",
+        "(one Dataset dimension each); name=value is fixed (a Dataset attribute); "
+        "name=adaptive(low,high[,npoints_goal=..,...]) is chosen as the sweep goes, where the results "
+        "bend (adaptive_range's settings). hydra.* settings pass through.",
     )
     @argument("-o", "--out", metavar="NAME", help="bind the Dataset to NAME (and the SweepRun to NAME_run)")
     @argument(
@@ -176,7 +194,12 @@ class MushinMagics(Magics):
         ns = shell.user_ns
         before = snapshot(ns, bound_names(shell.transform_cell(cell) if cell.strip() else ""))
         try:
-            overrides = read_overrides(args.overrides)
+            adaptive, tokens = _adaptive_values(args)
+            overrides = read_overrides(tokens)
+            for name, r in adaptive.items():  # checked against the task with their low bound
+                if name in overrides.names:
+                    raise UsageError(f"{name!r} is given twice on the line; give it once.")
+                overrides.names[name], overrides.where[name] = [r.low], f"{name}=adaptive(...)"
             defined = exec_body(shell, cell) if cell.strip() else []
             wf = find_workflow(ns, defined, args.workflow, args.task)
             check_against_task(_signature_fns(wf), overrides, base_cfg=wf.eval_task_cfg, label=task_label(wf))
@@ -186,7 +209,7 @@ class MushinMagics(Magics):
                 from . import _deps
 
                 _deps.pn()  # load panel and hvplot before the sweep starts, not while it runs
-            run = self._start(wf, args, overrides)
+            run = self._start(wf, args, overrides, adaptive)
         except UsageError:
             restore(ns, before)
             raise
@@ -257,8 +280,9 @@ class MushinMagics(Magics):
                     "or choose another path."
                 )
 
-    def _start(self, wf: Any, args: Any, overrides: LineOverrides) -> Any:
-        """``wf.start(...)``; the engine's refusals as UsageErrors in the magic's terms."""
+    def _start(self, wf: Any, args: Any, overrides: LineOverrides, adaptive: Any = None) -> Any:
+        """``wf.start(...)`` (``adaptive``: the line's ``name=adaptive(...)`` values); the
+        engine's refusals as UsageErrors in the magic's terms."""
         from .._execution import SweepBusy
 
         if strip_quotes(args.save):  # absolute now: an in-process job changes the current directory
@@ -272,6 +296,7 @@ class MushinMagics(Magics):
                 on_error=args.on_error,
                 resume="force" if (args.resume and args.force) else args.resume,
                 with_log_configuration=False,
+                **(adaptive or {}),
             )
         except SweepBusy:
             raise UsageError(

@@ -83,6 +83,10 @@ class RobustnessPanel(SweepPanel):
             **_deps.label("Refine"), **_deps.color("primary"), width=90, margin=(27, 5)
         )
         self.refine_button.on_click(lambda e: self.refine())
+        self.refine_adaptive_button = pn.widgets.Button(
+            **_deps.label("Refine adaptively"), width=140, margin=(27, 5)
+        )
+        self.refine_adaptive_button.on_click(lambda e: self.refine_adaptively())
         self.load_button = pn.widgets.Button(**_deps.label("Overlay"), width=90, margin=(27, 5))
         self.load_button.on_click(lambda e: self.load_reference())
         self.reference_text = pn.pane.HTML("", margin=(5, 10))
@@ -129,6 +133,42 @@ class RobustnessPanel(SweepPanel):
         run = self.start()
         if run is None:  # refused: the widgets go back to what they were
             picker.input.value, self.working_dir, self.resume = before
+        return run
+
+    def refine_adaptively(self, batch_size: int | None = None) -> Any:
+        """Let the learners of ``adaptive`` add ``refine_count`` epsilons inside
+        ``[refine_start, refine_stop]``, where the curves bend (an
+        :func:`~mushin_nb.adaptive_range` with ``resume=True`` in the last run's working
+        directory: the points outside stay). Returns the ``AdaptiveRun``; None if it
+        could not start (see ``message``)."""
+        from .._adaptive import adaptive_range
+
+        if self.run is None or not self.run.done:
+            self._refuse("Refine needs a finished run: click Run (and let it finish) first.")
+            return None
+        lo, hi = sorted((self.refine_start, self.refine_stop))
+        if self.refine_log or lo == hi:
+            self._refuse(
+                "Refine adaptively: give an interval with two different ends, on a linear scale (untick log)."
+            )
+            return None
+        inside = [e for e in self.run.dataset["epsilon"].values.tolist() if lo <= e <= hi]
+        rule = adaptive_range(
+            lo, hi, npoints_goal=max(2, len(inside) + self.refine_count), batch_size=batch_size
+        )
+        before = (self.working_dir, self.resume)
+        self.working_dir, self.resume = str(self.run.sweep_dir), True
+        run = self.start(epsilon=rule)
+        if run is None:  # refused: the widgets go back to what they were
+            self.working_dir, self.resume = before
+        if run is not None and self.view is not None:
+            picker = self.pickers["epsilon"]
+
+            def adopt(ds: Any) -> None:  # the picker takes the grid the learners made, at the end
+                if run.done and self.run is run:
+                    picker.set_values(ds["epsilon"].values.tolist())
+
+            self.view.add_listener(adopt)
         return run
 
     # -------------------------------------------------------------- reference
@@ -181,6 +221,7 @@ class RobustnessPanel(SweepPanel):
                 ),
                 pn.widgets.Checkbox.from_param(self.param.refine_log, **_deps.label("log"), margin=(30, 5)),
                 self.refine_button,
+                self.refine_adaptive_button,
             ),
             pn.Row(
                 pn.widgets.TextInput.from_param(
