@@ -99,7 +99,8 @@ class MushinDaskLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Any, initial_job_idx: int) -> Any:
-        from mushin_nb._remote import DaskEngine, launch
+        from mushin_nb._remote import launch
+        from mushin_nb._remote_engines import DaskEngine
 
         resources = _dict_setting(self.resources, "resources")
         local_cluster = _dict_setting(self.local_cluster, "local_cluster")

@@ -102,7 +102,8 @@ class MushinRayLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Any, initial_job_idx: int) -> Any:
-        from mushin_nb._remote import RayEngine, launch
+        from mushin_nb._remote import launch
+        from mushin_nb._remote_engines import RayEngine
 
         init = _dict_setting(self.init, "init")
         remote = _dict_setting(self.remote, "remote")

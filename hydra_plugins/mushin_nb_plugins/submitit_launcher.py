@@ -467,7 +467,7 @@ def _check_picklable(task_function: Any, executor: str) -> None:
     try:
         cloudpickle.dumps(task_function)
     except Exception as e:
-        culprits = _unpicklable_globals(task_function)
+        culprits = unpicklable_globals(task_function)
         what = ", ".join(f"{n} (a {type(v).__name__})" for n, v in culprits) or "something it uses"
         launcher = "slurm" if executor == "slurm" else "submitit_local"
         raise TypeError(
@@ -478,8 +478,11 @@ def _check_picklable(task_function: Any, executor: str) -> None:
         ) from e
 
 
-def _unpicklable_globals(task_function: Any) -> list[tuple[str, Any]]:
-    """The globals the task's functions read that cloudpickle cannot pickle."""
+def unpicklable_globals(task_function: Any) -> list[tuple[str, Any]]:
+    """The globals the task's functions read that cloudpickle cannot pickle, as
+    ``(name, value)`` pairs: the notebook objects a launcher that pickles the task (the
+    SLURM/submitit, Dask and Ray launchers) names when the task cannot be sent. Follows
+    the task's ``task``/``pre_task``/``func``/``__func__``/``__wrapped__`` attributes."""
     import inspect
 
     import cloudpickle
