@@ -181,6 +181,7 @@ class AdaptiveRun:
         self._resume = resume
         self._workflow = workflow
         self._task_hash: str | None = None
+        self._saving: tuple[Path, float | None] | None = None
         self._lock = threading.RLock()
         self._inner: SweepRun | None = None
         self._subscribers: list[Callable[[SweepEvent], Any]] = []
@@ -275,6 +276,9 @@ class AdaptiveRun:
                 self._inner = inner
                 self.sweep_dir = inner.sweep_dir
                 self.rounds += 1
+                saving = self._saving
+            if saving is not None:  # the file takes this round's grid (every point so far)
+                inner.save(saving[0], overwrite=True, every=saving[1])
 
         while True:
             with self._lock:
@@ -451,6 +455,19 @@ class AdaptiveRun:
     def error(self) -> BaseException | None:
         """The error that stopped the run itself (not a job's failure), or None."""
         return self._error
+
+    def save(self, path: str | Path, *, overwrite: bool = False, every: float | None = None) -> Path:
+        """Write the Dataset to the NetCDF file ``path`` now and keep it up to date, as
+        :meth:`SweepRun.save` does: each round rewrites it with its grid (every point so
+        far) and updates it in place as that round's jobs finish; at the end it is what
+        :func:`mushin_nb.save_netcdf` writes of the final Dataset. Returns the path."""
+        path = Path(path).expanduser().absolute()  # an in-process job changes the directory
+        with self._lock:
+            inner = self._current()
+            out = inner.save(path, overwrite=overwrite, every=every)
+            if not self.done:
+                self._saving = (path, every)
+        return out
 
     def subscribe(self, callback: Callable[[SweepEvent], Any]) -> Callable[[], None]:
         """Call ``callback(event)`` once per job that finishes from now on (any round);

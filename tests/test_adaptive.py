@@ -489,3 +489,15 @@ def test_panel_refines_adaptively_inside_the_interval(tmp_path):
     assert p.pickers["epsilon"].values == eps  # the picker took the new grid
     p.refine_log = True
     assert p.refine_adaptively() is None and "linear scale" in p.message
+
+
+def test_save_keeps_a_netcdf_file_of_every_round(tmp_path):
+    run = Knee().start(
+        epsilon=adaptive_range(0.0, 1.0, npoints_goal=12, batch_size=4), working_dir=str(tmp_path)
+    )
+    path = run.save(tmp_path / "live.nc")
+    seen = []
+    run.subscribe(lambda ev: seen.append(load_netcdf(path).sizes["epsilon"]))
+    ds = run.wait()
+    assert run.rounds == 3 and max(seen) <= 12 and seen == sorted(seen)
+    assert load_netcdf(path).identical(ds)  # final: the whole adaptive Dataset
