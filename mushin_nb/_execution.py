@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _store
-from ._job import JobCancelled, cell_of
+from ._job import JobCancelled, record_unfinished
 from ._live_netcdf import Savers
 from ._livedata import LiveDataset, StatusCells
 from ._registry import LiveState, register, unregister
@@ -624,78 +623,14 @@ class SweepRun:
                 return
             cells = [tuple(int(i) for i in ix) for ix in np.argwhere(open_cells)]
         try:
-            self._fail_unrecorded(cells)
+            for r in record_unfinished(self, cells):
+                self._ingest(r)
         except Exception as e:  # pragma: no cover - defensive: never leave a cell open
             log.warning("mushin_nb: recording the jobs without a result failed: %s", e)
         with self._lock:
             open_cells = (self._status == "pending") | (self._status == "running")
             self._status[open_cells] = "failed"
             self._version += 1
-
-    def _fail_unrecorded(self, cells: list[tuple[int, ...]]) -> None:
-        from hydra.core.utils import JobStatus
-
-        spec = self.spec
-        # where each cell's job ran: the launcher's job returns, else its start marker
-        where: dict[tuple[int, ...], tuple[Path, int, str]] = {}
-        for j in self.jobs:
-            try:
-                idx = cell_of(list(j.overrides or []), spec)
-                h = j.hydra_cfg.hydra
-                job_dir, num = Path(str(h.runtime.output_dir)), int(h.job.num)
-            except Exception:
-                continue
-            note = ""
-            if j.status == JobStatus.FAILED:
-                e = getattr(j, "_return_value", None)
-                note = f"; the job ended with {type(e).__name__}: {e}"
-            if idx is not None:
-                where[idx] = (job_dir, num, note)
-        if any(c not in where for c in cells):
-            for _sub, d in _store.marker_dirs(self.sweep_dir, set()):
-                m = _store.read_job_marker(d)
-                if m and m.get("run_id") == self.run_id and "index" in m:
-                    where.setdefault(tuple(m["index"]), (d, int(m.get("job_num", -1)), ""))
-        thash = str((getattr(self, "manifest", None) or {}).get("task_hash", ""))
-        for r in self.results:
-            thash = thash or r.task_hash
-        for k, idx in enumerate(cells):
-            label = ", ".join(f"{n}={v!r}" for n, v in spec.cell_params(idx).items())
-            if idx in where:
-                job_dir, num, note = where[idx]
-                logs = sorted(job_dir.glob("*.log"))
-                see = f"{logs[0]} and {job_dir}" if logs else str(job_dir)
-                msg = (
-                    f"no result was recorded for the job with {label}: it ended without writing "
-                    f"one{note}; see {see}. resume=True runs it again."
-                )
-            else:
-                job_dir, num = self.sweep_dir / _store.META_DIR / "unlaunched" / f"{self.run_id}-{k}", -1
-                msg = (
-                    f"no result was recorded for the job with {label}: the launcher ran no job for "
-                    f"this cell; see the launcher's output and {self.sweep_dir / 'multirun.yaml'}. "
-                    "resume=True runs it again."
-                )
-            try:
-                sub = job_dir.relative_to(self.sweep_dir).as_posix()
-            except ValueError:
-                sub = str(job_dir)
-            r = JobResult(
-                index=idx,
-                status="failed",
-                subdir=sub,
-                job_num=num,
-                error={"type": "NoResult", "message": msg, "traceback": ""},
-                task_hash=thash,
-                finished=time.time(),
-                run_id=self.run_id,
-            )
-            try:
-                _store.write_job_result(self.sweep_dir, job_dir, r)
-                _store.clear_job_started(job_dir)
-            except OSError as e:
-                log.warning("mushin_nb: could not record the failure of the job with %s: %s", label, e)
-            self._ingest(r)
 
 
 def _flatten_jobs(ret: Any) -> list[Any]:
@@ -713,24 +648,3 @@ def _flatten_jobs(ret: Any) -> list[Any]:
     walk(ret)
     out.sort(key=lambda j: int(j.hydra_cfg.hydra.job.num) if j.hydra_cfg is not None else 0)
     return out
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def guard_global_hydra() -> Callable[[], None]:
-    """Set aside a ``hydra.initialize()`` context left open (e.g. by an earlier
-    notebook cell) and return a function that restores it."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    gh = GlobalHydra.instance()
-    if not gh.is_initialized():
-        return lambda: None
-    saved = gh.hydra
-    gh.clear()
-
-    def restore() -> None:
-        GlobalHydra.instance().initialize(saved)  # type: ignore[arg-type]
-
-    return restore

@@ -38,6 +38,7 @@ __all__ = [
     "match_cell",
     "describe_exit",
     "record_lost_job",
+    "record_unfinished",
 ]
 
 
@@ -403,3 +404,74 @@ def record_lost_job(
     _store.write_job_result(sweep_dir, job_dir, r)
     _store.clear_job_started(job_dir)
     return r
+
+
+def record_unfinished(run: Any, cells: list[tuple[int, ...]]) -> list[JobResult]:
+    """The failure records of ``cells`` a finished run (a ``SweepRun``) has no result for:
+    each says where its job ran (the launcher's job return, else its start marker) and is
+    written to its job directory and the index, so a reload agrees with the live view."""
+    from hydra.core.utils import JobStatus
+
+    spec = run.spec
+    # where each cell's job ran: the launcher's job returns, else its start marker
+    where: dict[tuple[int, ...], tuple[Path, int, str]] = {}
+    for j in run.jobs:
+        try:
+            idx = cell_of(list(j.overrides or []), spec)
+            h = j.hydra_cfg.hydra
+            job_dir, num = Path(str(h.runtime.output_dir)), int(h.job.num)
+        except Exception:
+            continue
+        note = ""
+        if j.status == JobStatus.FAILED:
+            e = getattr(j, "_return_value", None)
+            note = f"; the job ended with {type(e).__name__}: {e}"
+        if idx is not None:
+            where[idx] = (job_dir, num, note)
+    if any(c not in where for c in cells):
+        for _sub, d in _store.marker_dirs(run.sweep_dir, set()):
+            m = _store.read_job_marker(d)
+            if m and m.get("run_id") == run.run_id and "index" in m:
+                where.setdefault(tuple(m["index"]), (d, int(m.get("job_num", -1)), ""))
+    out: list[JobResult] = []
+    thash = str((getattr(run, "manifest", None) or {}).get("task_hash", ""))
+    for r in run.results:
+        thash = thash or r.task_hash
+    for k, idx in enumerate(cells):
+        label = ", ".join(f"{n}={v!r}" for n, v in spec.cell_params(idx).items())
+        if idx in where:
+            job_dir, num, note = where[idx]
+            logs = sorted(job_dir.glob("*.log"))
+            see = f"{logs[0]} and {job_dir}" if logs else str(job_dir)
+            msg = (
+                f"no result was recorded for the job with {label}: it ended without writing "
+                f"one{note}; see {see}. resume=True runs it again."
+            )
+        else:
+            job_dir, num = run.sweep_dir / _store.META_DIR / "unlaunched" / f"{run.run_id}-{k}", -1
+            msg = (
+                f"no result was recorded for the job with {label}: the launcher ran no job for "
+                f"this cell; see the launcher's output and {run.sweep_dir / 'multirun.yaml'}. "
+                "resume=True runs it again."
+            )
+        try:
+            sub = job_dir.relative_to(run.sweep_dir).as_posix()
+        except ValueError:
+            sub = str(job_dir)
+        r = JobResult(
+            index=idx,
+            status="failed",
+            subdir=sub,
+            job_num=num,
+            error={"type": "NoResult", "message": msg, "traceback": ""},
+            task_hash=thash,
+            finished=time.time(),
+            run_id=run.run_id,
+        )
+        try:
+            _store.write_job_result(run.sweep_dir, job_dir, r)
+            _store.clear_job_started(job_dir)
+        except OSError as e:
+            log.warning("mushin_nb: could not record the failure of the job with %s: %s", label, e)
+        out.append(r)
+    return out

@@ -13,6 +13,7 @@ import datetime as _dt
 import logging
 import os
 import sys
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _store
-from ._execution import ON_ERROR, SweepRun, guard_global_hydra, new_run_id
+from ._execution import ON_ERROR, SweepRun
 from ._job import JobRunner, task_hash
 from ._launchers import (
     LAUNCHERS,
@@ -546,3 +547,24 @@ def _launcher_fn(plan: SweepPlan, runner: JobRunner, launch_overrides: list[str]
             root.setLevel(level)
 
     return do_launch
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def guard_global_hydra() -> Callable[[], None]:
+    """Set aside a ``hydra.initialize()`` context left open (e.g. by an earlier
+    notebook cell) and return a function that restores it."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    gh = GlobalHydra.instance()
+    if not gh.is_initialized():
+        return lambda: None
+    saved = gh.hydra
+    gh.clear()
+
+    def restore() -> None:
+        GlobalHydra.instance().initialize(saved)  # type: ignore[arg-type]
+
+    return restore

@@ -296,7 +296,9 @@ class LiveNetCDF:
             cells = np.array(sorted(self._dirty), dtype=np.intp).reshape(len(self._dirty), -1)
             self._dirty.clear()
             grid = live.grid.shape
-            flat = np.ravel_multi_index(tuple(cells.T), grid) if grid else np.zeros(len(cells), dtype=np.intp)
+            flat = np.asarray(
+                np.ravel_multi_index(tuple(cells.T), grid) if grid else np.zeros(len(cells), dtype=np.intp)
+            )
             # copies of the changed cells, taken while no record can arrive; status last, so
             # that a reader never sees a cell "done" before its values
             values = {n: a[tuple(cells.T)] if grid else a[None] for n, (_, a) in data_vars.items()}
@@ -344,6 +346,7 @@ class LiveNetCDF:
             with h5py.File(tmp, "r") as f:
                 for name in ds.data_vars:
                     h = f[name] if name in f else f["_nc4_non_coord_" + str(name)]
+                    assert isinstance(h, h5py.Dataset)  # a data variable is an HDF5 dataset
                     offset = h.id.get_offset() if h.chunks is None else None
                     grid_ndim = len(live.grid.shape)
                     slots[str(name)] = _Slot(

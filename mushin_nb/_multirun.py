@@ -61,7 +61,7 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
     def __init__(self, eval_task_cfg: Any = None, working_dir: str | Path | None = None) -> None:
         super().__init__(eval_task_cfg)
         self.output_subdir: str | None = None
-        self.multirun_working_dirs: list[Path] | None = None
+        self.multirun_working_dirs = None
         self._target_dir_multirun_overrides: dict[str, list[Any]] | None = None
         if working_dir is not None:
             self.load_from_dir(working_dir, metrics_filename=None)

@@ -424,7 +424,7 @@ def _encode(
     }
     out["meta"] = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
     buf = io.BytesIO()
-    np.savez(buf, **out)
+    np.savez(buf, **out)  # pyright: ignore[reportArgumentType]  (numpy's stub types **kwds as its own options)
     return buf.getvalue()
 
 

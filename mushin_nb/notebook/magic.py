@@ -285,8 +285,9 @@ class MushinMagics(Magics):
         engine's refusals as UsageErrors in the magic's terms."""
         from .._execution import SweepBusy
 
-        if strip_quotes(args.save):  # absolute now: an in-process job changes the current directory
-            args.save = str(Path(strip_quotes(args.save)).expanduser().absolute())
+        save = strip_quotes(args.save)
+        if save:  # absolute now: an in-process job changes the current directory
+            args.save = str(Path(save).expanduser().absolute())
         try:
             run = wf.start(
                 overrides=overrides.tokens,
