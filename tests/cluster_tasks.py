@@ -48,3 +48,14 @@ class Work(MultiRunMetricsWorkflow):
         if x == fail and os.path.exists(os.path.join(flags, "FAIL")):
             raise ValueError(f"x={x} is broken while FAIL exists")
         return dict(y=x * x, pid=os.getpid())
+
+
+class Curve(MultiRunMetricsWorkflow):
+    """An accuracy-like curve that falls around ``eps = 0.3`` (for adaptive sweeps);
+    each job notes the pid it ran in."""
+
+    @staticmethod
+    def task(eps: float) -> dict:
+        import math
+
+        return dict(acc=1.0 / (1.0 + math.exp((eps - 0.3) / 0.05)), pid=os.getpid())

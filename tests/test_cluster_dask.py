@@ -285,3 +285,32 @@ def test_a_local_cluster_when_there_is_none(tmp_path, monkeypatch):
             c.close()
             cluster.close()
             _remote._DASK.pop(k)
+
+
+def test_adaptive_points_run_on_the_cluster(dask_address, tmp_path):
+    """Issue 15 on a cluster launcher: each round of an adaptive sweep is a sweep of
+    real jobs on the Dask workers; the curve's points come back sorted and exact."""
+    import math
+
+    import numpy as np
+    from cluster_tasks import Curve
+
+    from mushin_nb import adaptive_range
+
+    wf = Curve()
+    wf.run(
+        eps=adaptive_range(0.0, 1.0, npoints_goal=10, batch_size=4, metric="acc"),
+        working_dir=str(tmp_path / "a"),
+        launcher="dask",
+        launcher_settings={"address": dask_address},
+        progress=False,
+    )
+    ds = wf.to_xarray()
+    eps = ds["eps"].values
+    assert len(eps) >= 10 and np.all(np.diff(eps) > 0)
+    expected = [1.0 / (1.0 + math.exp((e - 0.3) / 0.05)) for e in eps]
+    assert np.allclose(ds["acc"].values, expected)
+    pids = {int(p) for p in ds["pid"].values}
+    assert os.getpid() not in pids  # every point ran on the cluster's workers
+    again = Curve().load_from_dir(tmp_path / "a").to_xarray()
+    assert again["acc"].values.tolist() == ds["acc"].values.tolist()
