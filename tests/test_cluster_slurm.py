@@ -44,6 +44,25 @@ def slurm():
         slurm_cluster.release()
 
 
+@pytest.fixture(autouse=True)
+def _empty_queue_after(request):
+    """After each test on the cluster, cancel every job still queued or running on it and
+    wait until the queue is empty: a test that fails before its own cancel must not leave
+    a long job holding the one node for the tests after it."""
+    yield
+    if "slurm" not in request.fixturenames:
+        return
+    import pwd
+
+    subprocess.run(["scancel", "--full", "--user", pwd.getpwuid(os.getuid()).pw_name], capture_output=True)
+    end = time.time() + 60
+    while time.time() < end:
+        out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True)
+        if not out.stdout.strip():
+            break
+        time.sleep(0.5)
+
+
 def _squeue(array: str) -> list[str]:
     out = subprocess.run(["squeue", "-h", "-j", array, "-o", "%i %T"], capture_output=True, text=True)
     return [ln for ln in out.stdout.splitlines() if ln.strip()]

@@ -33,7 +33,7 @@ STATE=${1:-}
 [[ -n $STATE ]] || { echo "usage: $0 STATE_DIR" >&2; exit 2; }
 PART=${SLURM_PARTITION:-debug}
 CLUSTER=${SLURM_CLUSTER:-mushin}
-CPUS=${SLURM_CPUS:-$(nproc)}
+CPUS=${SLURM_CPUS:-$(getconf _NPROCESSORS_ONLN)}  # not nproc: it honours OMP_NUM_THREADS, which Ray sets to 1
 H=$(hostname -s)
 export DEBIAN_FRONTEND=noninteractive
 
