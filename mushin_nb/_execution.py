@@ -199,7 +199,7 @@ class SweepRun:
         # the Dataset, kept in place as records arrive (O(1) each); its status array is
         # read and written through self._status
         self._live = LiveDataset(spec, sweep_dir=self.sweep_dir, results=lambda: list(self._results.values()))
-        self._savers = Savers(self._live)  # NetCDF files written as the sweep runs (run.save)
+        self._savers = Savers(self._live, base=Path.cwd())  # files written live (run.save)
         self._subscribers: list[Callable[[SweepEvent], Any]] = []
         self._callback_errors: list[BaseException] = []
         self._seen: set[tuple[str, str]] = set()
@@ -373,12 +373,11 @@ class SweepRun:
             return self._live.snapshot(stacklevel=3)
 
     def save(self, path: str | Path, *, overwrite: bool = False, every: float | None = None) -> Path:
-        """Write the Dataset to the NetCDF file ``path`` now and keep it up to date while
-        the sweep runs: each changed cell is written in place within ``every`` seconds
-        (default 1); at the end the file is what :func:`mushin_nb.save_netcdf` writes of
-        the final Dataset. :func:`mushin_nb.load_netcdf` reads it at any moment, also
-        after the process was killed. An existing file is replaced only with
-        ``overwrite=True``. Returns the path (see docs/live.md, "Live NetCDF").
+        """Write the Dataset to the NetCDF file ``path`` now, each changed cell in place
+        within ``every`` seconds (default 1) while the sweep runs, and at the end what
+        :func:`mushin_nb.save_netcdf` writes of the final Dataset; :func:`load_netcdf`
+        reads it at any moment, also after a crash. An existing file is replaced only with
+        ``overwrite=True``; a relative ``path`` starts in the sweep's starting directory.
 
         Examples
         --------

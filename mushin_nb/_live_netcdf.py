@@ -124,8 +124,9 @@ class Savers:
     []
     """
 
-    def __init__(self, live: LiveDataset) -> None:
+    def __init__(self, live: LiveDataset, *, base: Path | None = None) -> None:
         self.live = live
+        self.base = Path.cwd() if base is None else Path(base)  # where relative paths start
         self.files: list[LiveNetCDF] = []
         self._final: set[Path] = set()  # files written final when the run ended
         self._lock = threading.Lock()
@@ -136,8 +137,9 @@ class Savers:
     ) -> Path:
         """Start writing ``path`` live (once per path); after the run ended (``ended``,
         or :meth:`close` has run), write it once with :func:`save_netcdf` (a file this
-        run wrote live is final already)."""
-        path = Path(path).expanduser().absolute()
+        run wrote live is final already). A relative ``path`` is taken from ``base`` (the
+        directory the run started in: a job in this process changes the current one)."""
+        path = self.base / Path(path).expanduser()
         with self._lock:
             if any(f.path == path for f in self.files) or (path in self._final and path.exists()):
                 return path

@@ -270,15 +270,17 @@ def test_run_save_during_and_after_the_run(cleandir):
     p = run.save("later.nc")
     assert p == cleandir / "later.nc" and run.save("later.nc") == p  # once per path
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        LiveNetCDF(run._live, "later.nc")  # another writer of the same file
+        LiveNetCDF(run._live, p)  # another writer of the same file
     for x in (0, 1):
         (gates / f"go_{x}").touch()
     final = run.wait(60)
     xr.testing.assert_identical(load_netcdf(p), final)
+    assert run.save("later.nc") == p  # written live by this run: final already
+    Path("other.nc").write_text("x")
     with pytest.raises(FileExistsError):
-        run.save("later.nc")
-    run.save("later.nc", overwrite=True)  # after the end: one save_netcdf
-    xr.testing.assert_identical(load_netcdf(p), final)
+        run.save("other.nc")
+    other = run.save("other.nc", overwrite=True)  # after the end: one save_netcdf
+    xr.testing.assert_identical(load_netcdf(other), final)
 
 
 def test_the_magic_save_writes_the_file_while_the_sweep_runs(cleandir):
