@@ -307,12 +307,19 @@ def test_rebuilt_manifest_keeps_only_the_runs_of_the_current_sweep():
     assert len(msgs) == 1
 
 
-def test_corrupt_manifest_without_copies_is_a_clear_error():
-    d, _ = run_grid()
+def test_corrupt_manifest_without_copies_reloads_from_the_job_dirs_and_refuses_resume():
+    """No manifest and no per-run copies: each job's own files still place its result
+    (multirun.yaml + .hydra/overrides.yaml), with one warning naming the manifest; a
+    resume is refused with a clear error (new jobs could not be placed safely)."""
+    d, ref = run_grid()
     shutil.rmtree(d / ".mushin" / "runs")
     (d / ".mushin" / "manifest.json").write_text("nonsense")
-    with pytest.raises(ValueError, match="manifest.json is not valid JSON.*resume=False"):
-        MultiRunMetricsWorkflow().load_from_dir(d)
+    wf, ds, msgs = reload(d)
+    assert_local(ds, ref, set())
+    (msg,) = msgs
+    assert "manifest.json" in msg and "rebuilt from multirun.yaml" in msg
+    with pytest.raises(FileNotFoundError, match="per-run copies are lost"):
+        run_grid(str(d), resume=True)
 
 
 # ---------------------------------------------------------------- outside the sweep directory
@@ -361,6 +368,11 @@ def test_symlinked_job_dir_pointing_outside_is_not_followed(tmp_path):
     assert marked(wf) == {(1, 1)}
     (msg,) = msgs
     assert "symbolic link" in msg and "not followed" in msg
+    # a start there is refused, naming the link (a job would write through it) ...
+    with pytest.raises(ValueError, match=rf"symbolic links that lead outside it \({src.name}\)"):
+        run_grid(str(d), resume=True)
+    # ... and once the link is removed, resume re-runs exactly that cell
+    src.unlink()
     assert_resume_reruns(d, ref, {(1, 1)})
 
 
