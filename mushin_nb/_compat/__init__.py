@@ -594,8 +594,7 @@ register(
 )
 
 
-# the notebook layer's section (its names are this package's too)
-from .notebook import *  # noqa: E402,F403
+from .notebook import *  # noqa: E402,F403  (the notebook layer's section: its names are ours too)
 from .notebook import __all__ as _notebook_all  # noqa: E402
 
 __all__ += _notebook_all
