@@ -256,7 +256,13 @@ def rebuild_from_job_dirs(wd: Path, damage: list[_store.Damage]) -> tuple[SweepS
     from dataclasses import replace
 
     spec, plain = load_plain_hydra(wd)
-    records = {r.subdir: r for r in _store.read_records(wd, damage=damage)}
+    # the runs of this sweep are those in its current index (a fresh run archives the
+    # index, a resume appends to it): a result file left by a replaced run is not one
+    current = {str(d.get("run_id", "")) for d in _store.read_index_raw(wd)[0]}
+    recs = _store.read_records(wd, damage=damage)
+    if current:
+        recs = [r for r in recs if r.run_id in current]
+    records = {r.subdir: r for r in recs}
     out = [replace(records[r.subdir], index=r.index) for r in plain if r.subdir in records]
     out.sort(key=lambda r: r.job_num)
     return spec, out
