@@ -113,7 +113,7 @@ def _settings(info: LauncherInfo, settings: Mapping[str, Any] | None, given: lis
     out = settings_overrides(info, settings)
     before = {o.partition("=")[0].lstrip("+~"): o for o in given}
     for o in out:
-        key = o.partition("=")[0]
+        key = o.partition("=")[0].lstrip("+")
         if key in before:
             raise ValueError(
                 f"launcher_settings[{key.rpartition('.')[2]!r}] and {before[key]!r} (from "

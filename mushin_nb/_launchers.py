@@ -260,6 +260,9 @@ def settings_overrides(info: LauncherInfo, settings: Mapping[str, Any] | None) -
     >>> settings_overrides(resolve_launcher("submitit_slurm", known=["mushin_nb_submitit_slurm"]),
     ...                    {"partition": "debug", "timeout_min": 5})
     ["hydra.launcher.partition='debug'", 'hydra.launcher.timeout_min=5']
+    >>> settings_overrides(resolve_launcher("submitit_slurm", known=["mushin_nb_submitit_slurm"]),
+    ...                    {"additional_parameters": {"mail-type": "END"}})
+    ["++hydra.launcher.additional_parameters={mail-type:'END'}"]
     """
     from ._sweep import render_value
 
@@ -276,7 +279,10 @@ def settings_overrides(info: LauncherInfo, settings: Mapping[str, Any] | None) -
             raise ValueError(
                 f"launcher_settings: {k!r} is not a setting name; use the launcher's field names"
             )
-        out.append(f"hydra.launcher.{k}={render_value(v, name=f'launcher_settings[{k!r}]')}")
+        # a dict setting (sbatch's additional_parameters, ...) brings keys the config
+        # does not have yet: Hydra adds them only with "++" (a plain override is refused)
+        add = "++" if isinstance(v, Mapping) else ""
+        out.append(f"{add}hydra.launcher.{k}={render_value(v, name=f'launcher_settings[{k!r}]')}")
     fields = launcher_fields(info)
     if fields is not None:
         for k in settings:

@@ -440,19 +440,36 @@ def test_submitit_slurm_settings_compose(tmp_path):
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
 
 
-@pytest.mark.ray
-def test_ray_local(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="hydra-ray-launcher not installed")
-    wf = SleepSq(make_config(delay=0.1, fail_file=""))
-    events = []
-    run = wf.start(
-        x=multirun([0, 1, 2]),
-        working_dir=str(tmp_path),
-        launcher="ray",
-        to_dictconfig=True,
-        overrides=["hydra.launcher.ray.init.num_cpus=2"],
+def _docs_slurm_settings() -> dict:
+    """The ``launcher_settings={...}`` of the SLURM example in docs/scaling.md, as written."""
+    import ast
+    import re
+
+    text = (Path(__file__).parents[1] / "docs" / "scaling.md").read_text()
+    section = text[text.index("## SLURM") :]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    call = next(
+        n
+        for n in ast.walk(ast.parse(block))
+        if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "start"
     )
-    run.subscribe(events.append)
-    ds = run.wait(600)
-    assert ds["y"].values.tolist() == [0, 1, 4]
-    assert len(events) == 3
+    kw = {k.arg: k.value for k in call.keywords}
+    assert ast.literal_eval(kw["launcher"]) == "slurm"
+    return ast.literal_eval(kw["launcher_settings"])
+
+
+def test_the_docs_slurm_settings_compose():
+    """Every setting of docs/scaling.md's SLURM example reaches the composed launcher
+    config with its value, the dict one (sbatch's additional_parameters) included."""
+    from hydra import compose, initialize
+
+    from mushin_nb._launchers import resolve_launcher, settings_overrides
+
+    settings = _docs_slurm_settings()
+    assert isinstance(settings["additional_parameters"], dict) and settings["additional_parameters"]
+    info = resolve_launcher("slurm", known=["mushin_nb_submitit_slurm"])
+    overrides = settings_overrides(info, settings)
+    with initialize(version_base="1.3", config_path=None):
+        cfg = compose(overrides=[f"hydra/launcher={info.hydra}", *overrides], return_hydra_config=True)
+    got = OmegaConf.to_container(cfg.hydra.launcher)
+    assert {k: got[k] for k in settings} == settings
