@@ -24,6 +24,7 @@ from ._job import JobCancelled, record_unfinished
 from ._live_netcdf import Savers
 from ._livedata import LiveDataset, StatusCells
 from ._registry import LiveState, register, unregister
+from ._errors import SweepError
 from ._store import JobResult
 
 if TYPE_CHECKING:
@@ -91,34 +92,6 @@ class SweepEvent:
     index: tuple[int, ...]
     job_dir: str
     error: dict[str, str] | None = None
-
-
-class SweepError(RuntimeError):
-    """Raised by a blocking ``run()`` when jobs failed (``on_error="collect"`` or
-    ``"stop"``). ``err.dataset`` holds every finished result, ``err.failures``
-    one :class:`JobFailure` per failed job.
-
-    Examples
-    --------
-    >>> from mushin_nb import MultiRunMetricsWorkflow, SweepError, multirun
-    >>> class Half(MultiRunMetricsWorkflow):
-    ...     @staticmethod
-    ...     def task(x: int) -> dict:
-    ...         if x == 1:
-    ...             raise ValueError("odd")
-    ...         return dict(y=x)
-    >>> import tempfile
-    >>> try:
-    ...     Half().run(x=multirun([0, 1]), working_dir=tempfile.mkdtemp(), progress=False)
-    ... except SweepError as err:
-    ...     print(err.failures[0].line(), err.dataset["y"].values.tolist()[0])
-    [x=1] ValueError: odd 0.0
-    """
-
-    def __init__(self, message: str, dataset: Any = None, failures: list[JobFailure] | None = None):
-        super().__init__(message)
-        self.dataset = dataset
-        self.failures = failures or []
 
 
 # --------------------------------------------------------------------------- registry
@@ -467,7 +440,7 @@ class SweepRun:
         >>> run.wait(raise_failures=True)
         Traceback (most recent call last):
         ...
-        mushin_nb._execution.SweepError: 1 of 2 jobs of Sq failed:
+        mushin_nb._errors.SweepError: 1 of 2 jobs of Sq failed:
         ...
         >>> run.error is None, run.wait()["y"].values.tolist()
         (True, [1.0, nan])
@@ -493,11 +466,19 @@ class SweepRun:
         """Raise a :class:`SweepError` listing the failed jobs (``on_error="collect"``
         or ``"stop"``); with ``on_error="ignore"`` warn once instead; nothing if no
         job failed. ``advice`` replaces the API's own advice text."""
-        from ._waiting import failures_message
+        from ._waiting import api_advice, failures_summary
 
-        msg = failures_message(self, label=label or self.workflow_name, advice=advice)
-        if msg is not None:
-            raise SweepError(msg, dataset=self.dataset, failures=self.failures)
+        summary = failures_summary(self, label=label or self.workflow_name)
+        if summary is not None:
+            advice = api_advice("rerun_failed", self.sweep_dir) if advice is None else advice
+            raise SweepError(
+                f"{summary}\n{advice}",
+                dataset=self.dataset,
+                failures=self.failures,
+                summary=summary,
+                sweep_dir=self.sweep_dir,
+                fix="rerun_failed",
+            )
 
     def on_finish(self, callback: Callable[[SweepRun], Any]) -> None:
         """Call ``callback(run)`` once when the sweep ends (at once if it has ended)."""
@@ -597,15 +578,22 @@ class SweepRun:
     def _stopped_by(self, e: OSError) -> SweepError:
         """A file-system error that stopped the whole sweep (a full disk, a lost
         mount) as a :class:`SweepError` that says what was kept and how to go on."""
+        from ._waiting import api_advice
+
         s = self.status
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        err = SweepError(
+        summary = (
             f"The sweep of {self.workflow_name} stopped: {e.strerror or e}{where}. "
             f"{s['done']} finished results of {s['total']} are kept in {self.sweep_dir} "
-            f"({s['failed']} failed, {s['cancelled']} not run). Fix the cause (e.g. free disk space), "
-            f"then run the same sweep with working_dir='{self.sweep_dir}' and resume=True to run the rest.",
+            f"({s['failed']} failed, {s['cancelled']} not run)."
+        )
+        err = SweepError(
+            f"{summary} {api_advice('resume_rest', self.sweep_dir)}",
             dataset=self.dataset,
             failures=self.failures,
+            summary=summary,
+            sweep_dir=self.sweep_dir,
+            fix="resume_rest",
         )
         err.__cause__ = e
         return err

@@ -27,9 +27,11 @@ from ._launchers import (
     LAUNCHERS,
     LauncherInfo,
     check_launcher_settings,
+    hydra_group_options,
     registered_hydra_launchers,
     resolve_launcher,
     settings_overrides,
+    unknown_name_hint,
     workers_overrides,
 )
 from ._overrides import has_node, parse_override, unquote
@@ -63,14 +65,28 @@ class SweepPlan:
 
 
 def _available_sweepers() -> list[str]:
-    from hydra.core.config_store import ConfigStore
-    from hydra.core.plugins import Plugins
+    return hydra_group_options("hydra/sweeper")
 
-    import hydra_plugins.mushin_nb_plugins.sweeper  # noqa: F401
 
-    Plugins.instance()
-    repo = ConfigStore.instance().repo.get("hydra", {}).get("sweeper", {})
-    return sorted(k[: -len(".yaml")] if k.endswith(".yaml") else k for k in repo)
+def _check_hydra_choices(hydra_ovs: list[str]) -> None:
+    """A ``hydra/sweeper=NAME`` override names a sweeper Hydra can find, and
+    ``hydra.launcher`` / ``hydra.sweeper`` are not given a plain value (Hydra's config
+    group is ``hydra/launcher``): refused here, before any directory exists."""
+    for o in hydra_ovs:
+        key, _, value = o.partition("=")
+        key = key.strip().lstrip("+~")
+        if key == "hydra/sweeper" and value not in (known := _available_sweepers()):
+            raise ValueError(
+                f"overrides: hydra/sweeper={value} is not a sweeper this environment has; "
+                f"{unknown_name_hint(value, known)}choose one of {', '.join(map(repr, known))}."
+            )
+        if key in ("hydra.launcher", "hydra.sweeper"):
+            kind = key.rpartition(".")[2]
+            raise ValueError(
+                f"overrides: {o!r} sets Hydra's {kind} config to a plain value; choose the {kind} with "
+                f"{kind}={value!r} (or overrides=['hydra/{kind}={value}']), and its settings with "
+                f"overrides=['hydra.{kind}.<setting>=...']."
+            )
 
 
 def _choose_launcher(launcher: str | None, hydra_ovs: list[str]) -> LauncherInfo:
@@ -89,8 +105,9 @@ def _choose_launcher(launcher: str | None, hydra_ovs: list[str]) -> LauncherInfo
     known = registered_hydra_launchers()
     if given not in known:
         raise ValueError(
-            f"overrides: hydra/launcher={given} is not a launcher this environment has; choose one of "
-            f"{', '.join(repr(n) for n in known)}."
+            f"overrides: hydra/launcher={given} is not a launcher this environment has; "
+            f"{unknown_name_hint(given, known)}choose one of {', '.join(repr(n) for n in known)} "
+            "(or give launcher=... a name of the launcher table, e.g. launcher='joblib')."
         )
     return next((i for i in LAUNCHERS if i.hydra == given), LauncherInfo(given, given))
 
@@ -234,10 +251,12 @@ def plan_sweep(
     if signature:  # the task's own parameters: names, types, required values
         _check_signature(workflow, spec, signature)
     sweep_dir, hydra_ovs = _sweep_dir_of(working_dir, spec)
+    _check_hydra_choices(hydra_ovs)
     user_sweeper = any(o.startswith("hydra/sweeper=") for o in hydra_ovs)
     if sweeper is not None and sweeper not in _available_sweepers():
         raise ValueError(
-            f"sweeper={sweeper!r} is not a sweeper this environment has; choose one of "
+            f"sweeper={sweeper!r} is not a sweeper this environment has; "
+            f"{unknown_name_hint(sweeper, _available_sweepers())}choose one of "
             f"{', '.join(map(repr, _available_sweepers()))}"
         )
     if resume and (sweeper not in (None, "mushin_nb") or user_sweeper):

@@ -29,6 +29,8 @@ __all__ = [
     "workers_overrides",
     "installed_launchers",
     "registered_hydra_launchers",
+    "hydra_group_options",
+    "unknown_name_hint",
     "launcher_label",
     "launcher_fields",
     "check_launcher_settings",
@@ -116,16 +118,38 @@ def _by_name() -> dict[str, LauncherInfo]:
     return out
 
 
-def registered_hydra_launchers() -> list[str]:
-    """The Hydra launcher config names this environment has (after Hydra's plugin scan)."""
+def hydra_group_options(group: str) -> list[str]:
+    """The config names Hydra finds for a config ``group`` (e.g. ``hydra/launcher``):
+    those the installed plugins register in the ConfigStore and those YAML files on
+    Hydra's config search path give (a lab's own plugin), read as Hydra reads them
+    when it composes a run, without touching Hydra's global state.
+
+    >>> "mushin_nb" in hydra_group_options("hydra/launcher")
+    True
+    """
     from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
 
     import hydra_plugins.mushin_nb_plugins.launcher  # noqa: F401  (registers hydra/launcher=mushin_nb)
+    import hydra_plugins.mushin_nb_plugins.sweeper  # noqa: F401  (registers hydra/sweeper=mushin_nb)
 
     Plugins.instance()  # imports the installed plugins, which register their configs
-    repo = ConfigStore.instance().repo.get("hydra", {}).get("launcher", {})
-    return sorted(k[: -len(".yaml")] if k.endswith(".yaml") else k for k in repo)
+    names = {k[: -len(".yaml")] if k.endswith(".yaml") else k for k in ConfigStore.instance().list(group)}
+    try:  # the search path as Hydra builds it (search-path plugins' YAML configs included)
+        from hydra._internal.config_repository import ConfigRepository
+        from hydra._internal.utils import create_config_search_path
+        from hydra.core.object_type import ObjectType
+
+        repo = ConfigRepository(config_search_path=create_config_search_path(None))
+        names.update(repo.get_group_options(group, results_filter=ObjectType.CONFIG))
+    except Exception:  # pragma: no cover - another Hydra version: the ConfigStore's names
+        pass
+    return sorted(names)
+
+
+def registered_hydra_launchers() -> list[str]:
+    """The Hydra launcher config names this environment has (after Hydra's plugin scan)."""
+    return hydra_group_options("hydra/launcher")
 
 
 def installed_launchers() -> list[str]:
@@ -161,14 +185,32 @@ def resolve_launcher(name: str | None, *, known: Iterable[str] | None = None) ->
         if name in internal:  # e.g. mushin_nb_joblib: the entry that runs it
             return next(i for i in LAUNCHERS if name in i.internal)
         return LauncherInfo(name, name)
-    valid = ", ".join(repr(n) for n in installed_launchers())
+    usable = installed_launchers()
+    valid = ", ".join(repr(n) for n in usable)
     if info is not None:
         needs = info.install or f"the Hydra launcher plugin {info.hydra!r}"
         raise ValueError(
             f"launcher={name!r} is not installed in this environment (it needs {needs}); "
             f"choose one of {valid}."
         )
-    raise ValueError(f"launcher={name!r} is not a launcher this environment has; choose one of {valid}.")
+    aliases = [a for i in LAUNCHERS if i.name in usable for a in i.aliases if a]
+    hint = unknown_name_hint(name, [*usable, *aliases])
+    also = f" (aliases: {', '.join(repr(a) for a in aliases)})" if aliases else ""
+    raise ValueError(
+        f"launcher={name!r} is not a launcher this environment has; {hint}choose one of {valid}{also}."
+    )
+
+
+def unknown_name_hint(name: str, valid: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` for the valid name closest to a misspelled one, else ``""``.
+
+    >>> unknown_name_hint("jobllib", ["mushin_nb", "joblib"])
+    "did you mean 'joblib'? "
+    """
+    import difflib
+
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def workers_overrides(info: LauncherInfo, n: int) -> list[str]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._execution import SweepRun
 
-__all__ = ["ProgressBar", "wait_for", "failures_message"]
+__all__ = ["ProgressBar", "wait_for", "failures_message", "failures_summary", "api_advice"]
 
 
 class ProgressBar:
@@ -67,8 +67,15 @@ def failures_message(run: SweepRun, *, label: str, advice: str | None = None) ->
     """The text of the :class:`~mushin_nb.SweepError` for a run's failed jobs (``None``
     when none failed, or with ``on_error="ignore"``, which warns once instead).
     ``advice`` replaces the API's own advice (the magic and the panel give theirs)."""
-    from ._store import ERROR_TXT
+    summary = failures_summary(run, label=label)
+    if summary is None:
+        return None
+    return f"{summary}\n{api_advice('rerun_failed', run.sweep_dir) if advice is None else advice}"
 
+
+def failures_summary(run: SweepRun, *, label: str) -> str | None:
+    """What failed, without advice: the count and one line per failed job (its
+    parameters, exception and message); ``None`` as :func:`failures_message`."""
     fails = run.failures
     if not fails:
         return None
@@ -84,12 +91,27 @@ def failures_message(run: SweepRun, *, label: str, advice: str | None = None) ->
     lines = "\n".join("  " + f.line() for f in fails[:20])
     more = f"\n  ... and {len(fails) - 20} more" if len(fails) > 20 else ""
     stopped = " (on_error='stop': no job started after the first failure)" if run.on_error == "stop" else ""
-    if advice is None:
-        advice = (
-            f"Every finished result is kept: err.dataset, wf.to_xarray(); tracebacks in each job's "
-            f"{ERROR_TXT} under {run.sweep_dir}. To run only the failed cells: "
-            f"run(..., working_dir='{run.sweep_dir}', resume=True) if the failure was outside "
-            "the task (data, resources), or resume='force' after fixing the task's code (resume=True "
-            "refuses to mix results of two versions of a task)."
+    return f"{len(fails)} of {total} jobs of {label} failed{stopped}:\n{lines}{more}"
+
+
+def api_advice(fix: str, sweep_dir: object) -> str:
+    """A :class:`~mushin_nb.SweepError`'s fix in the API's terms (keyword arguments).
+    ``fix``: ``"rerun_failed"`` (jobs failed) or ``"resume_rest"`` (the sweep stopped).
+
+    >>> api_advice("resume_rest", "/tmp/s")  # doctest: +ELLIPSIS
+    "Fix the cause (e.g. free disk space), then run the same sweep with working_dir='/tmp/s' and resume=True..."
+    """
+    from ._store import ERROR_TXT
+
+    if fix == "resume_rest":
+        return (
+            f"Fix the cause (e.g. free disk space), then run the same sweep with working_dir='{sweep_dir}' "
+            "and resume=True to run the rest."
         )
-    return f"{len(fails)} of {total} jobs of {label} failed{stopped}:\n{lines}{more}\n{advice}"
+    return (
+        f"Every finished result is kept: err.dataset, wf.to_xarray(); tracebacks in each job's "
+        f"{ERROR_TXT} under {sweep_dir}. To run only the failed cells: "
+        f"run(..., working_dir='{sweep_dir}', resume=True) if the failure was outside "
+        "the task (data, resources), or resume='force' after fixing the task's code (resume=True "
+        "refuses to mix results of two versions of a task)."
+    )

@@ -97,11 +97,13 @@ _OPTION_TERMS = [
     (re.compile(r"\bresume=True\b"), "--resume"),
     (re.compile(r"\bresume=False\b"), "no --resume"),
     (re.compile(r"\bworking_dir="), "-d/--working-dir "),
-    (re.compile(r"\blauncher='([^']*)'"), r"--launcher \1"),
-    (re.compile(r"\blauncher="), "--launcher "),
+    (re.compile(r"(?<![/.])\blauncher='([^']*)'"), r"--launcher \1"),
+    (re.compile(r"(?<![/.])\blauncher="), "--launcher "),
     (re.compile(r"\bjobs="), "-j/--jobs "),
     (re.compile(r"\bon_error='([^']*)'"), r"--on-error \1"),
     (re.compile(r"\bon_error="), "--on-error "),
+    (re.compile(r"\boverrides=\['([^']*)'\]"), r"\1 on the line"),
+    (re.compile(r"^overrides: "), "on the line: "),
 ]
 
 

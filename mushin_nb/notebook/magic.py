@@ -349,7 +349,7 @@ class MushinMagics(Magics):
             self._background(run, view, bind, save, args.overwrite)
             return
         try:
-            wf.wait(run, progress=args.no_view)
+            _wait(wf, run, args)
         finally:
             if shown is not None:
                 shown.finish()
@@ -420,6 +420,66 @@ class MushinMagics(Magics):
                     print(f"mushin_nb: could not save {save}: {e}", file=sys.stderr)
 
         threading.Thread(target=finish, name="mushin-magic-finish", daemon=True).start()
+
+
+def _wait(wf: Any, run: Any, args: Any) -> None:
+    """``wf.wait(run)`` with its messages in the cell's terms: a failed sweep is a
+    ``SweepError`` whose advice names the cell's options, shown without a traceback."""
+    from .._errors import SweepError
+
+    try:
+        try:
+            run.wait(progress=args.no_view)
+        except KeyboardInterrupt:
+            if not run.done:
+                wf.collect(run)  # the partial grid now; again when the sweep ends
+            s = run.status
+            kept = f" ({args.out} has them)" if args.out else ""
+            print(
+                f"mushin_nb: interrupted; kept {s['done']} finished of {s['total']} cells{kept} in "
+                f"{run.sweep_dir}; run the cell again with {_resume_options(run.sweep_dir, args)} to run the rest.",
+                file=sys.stderr,
+            )
+            raise
+        run.raise_for_failures(label=type(wf).__name__)
+    except SweepError as e:
+        raise e.in_terms(cell_advice(e, args), summary=in_option_terms(e.summary)) from None
+
+
+def _resume_options(sweep_dir: Any, args: Any, force: bool = False) -> str:
+    """The options that resume ``sweep_dir`` from this cell: ``-d DIR --resume``."""
+    d = str(sweep_dir)
+    d = repr(d) if any(c.isspace() or c in "'\"" for c in d) else d
+    out = "" if args.out else " -o NAME"
+    return f"-d {d} --resume{' --force' if force else ''}{out}"
+
+
+def cell_advice(err: Any, args: Any) -> str:
+    """A :class:`~mushin_nb.SweepError`'s fix (``err.fix``) in the magic's options.
+
+    >>> from types import SimpleNamespace
+    >>> from mushin_nb import SweepError
+    >>> e = SweepError("2 of 4 jobs failed", sweep_dir="/tmp/s", fix="resume_rest")
+    >>> cell_advice(e, SimpleNamespace(out="ds"))
+    'Fix the cause (e.g. free disk space), then run the cell again with -d /tmp/s --resume to run the rest.'
+    """
+    from .._store import ERROR_TXT
+
+    if err.fix == "resume_rest":
+        return (
+            "Fix the cause (e.g. free disk space), then run the cell again with "
+            f"{_resume_options(err.sweep_dir, args)} to run the rest."
+        )
+    if err.fix != "rerun_failed":
+        return ""
+    kept = f"in {args.out} (the -o variable)" if args.out else f"in {err.sweep_dir} (-o NAME binds them)"
+    return (
+        f"Every finished result is kept {kept}; tracebacks in each job's {ERROR_TXT} under "
+        f"{err.sweep_dir}. To run only the failed cells, run the cell again with "
+        f"{_resume_options(err.sweep_dir, args)} if the failure was outside the task (data, resources), "
+        f"or with {_resume_options(err.sweep_dir, args, force=True)} after fixing the task's code "
+        "(--resume alone refuses to mix results of two versions of a task)."
+    )
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -1,0 +1,125 @@
+"""The engine's errors that each surface says in its own terms.
+
+:class:`SweepError` keeps what happened (``summary``), the failed jobs with their
+parameters (``failures``), the finished results (``dataset``), where they are
+(``sweep_dir``) and the kind of fix (``fix``); the API's message gives the fix as
+keyword arguments, and the magic, the panel and the CLI re-render it with
+:meth:`SweepError.in_terms` as their options, controls and flags.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._execution import JobFailure
+
+__all__ = ["SweepError", "outside_frames"]
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+
+
+def outside_frames(tb: TracebackType | None) -> list[str]:
+    """The formatted frames of ``tb`` outside this package and IPython's own code
+    (the user's cells and modules), as ``traceback.format_list`` gives them.
+
+    >>> outside_frames(None)
+    []
+    """
+    import os
+
+    ipython = None
+    try:
+        import IPython
+
+        ipython = str(Path(IPython.__file__).resolve().parent)
+    except ImportError:  # pragma: no cover
+        pass
+    keep = []
+    for fr in traceback.extract_tb(tb):
+        f = os.path.realpath(fr.filename) if not fr.filename.startswith("<") else fr.filename
+        if f.startswith(_PACKAGE + os.sep) or (ipython is not None and f.startswith(ipython + os.sep)):
+            continue
+        keep.append(fr)
+    return traceback.format_list(keep)
+
+
+class SweepError(RuntimeError):
+    """Raised by a blocking ``run()`` when jobs failed (``on_error="collect"`` or
+    ``"stop"``), or when the sweep itself stopped (a full disk). ``err.dataset`` holds
+    every finished result, ``err.failures`` one :class:`JobFailure` per failed job,
+    ``err.summary`` what happened, ``err.sweep_dir`` where the results are and
+    ``err.fix`` the kind of fix: ``"rerun_failed"`` (resume the sweep to run the failed
+    cells) or ``"resume_rest"`` (resume it to run the rest). The message gives the fix as
+    keyword arguments; the magic and the CLI say it as their options (:meth:`in_terms`).
+
+    Examples
+    --------
+    >>> from mushin_nb import MultiRunMetricsWorkflow, SweepError, multirun
+    >>> class Half(MultiRunMetricsWorkflow):
+    ...     @staticmethod
+    ...     def task(x: int) -> dict:
+    ...         if x == 1:
+    ...             raise ValueError("odd")
+    ...         return dict(y=x)
+    >>> import tempfile
+    >>> try:
+    ...     Half().run(x=multirun([0, 1]), working_dir=tempfile.mkdtemp(), progress=False)
+    ... except SweepError as e:
+    ...     err = e
+    >>> print(err.failures[0].line(), err.dataset["y"].values.tolist()[0])
+    [x=1] ValueError: odd 0.0
+    >>> err.fix, err.summary.splitlines()[0]
+    ('rerun_failed', '1 of 2 jobs of Half failed:')
+    >>> print(err.in_terms("Run the cell again with --resume.").args[0])
+    1 of 2 jobs of Half failed:
+      [x=1] ValueError: odd
+    Run the cell again with --resume.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        dataset: Any = None,
+        failures: list[JobFailure] | None = None,
+        *,
+        summary: str | None = None,
+        sweep_dir: Any = None,
+        fix: str | None = None,
+    ):
+        super().__init__(message)
+        self.dataset = dataset
+        self.failures = failures or []
+        self.summary = summary if summary is not None else message  # what happened, no advice
+        self.sweep_dir = sweep_dir
+        self.fix = fix  # "rerun_failed" (jobs failed), "resume_rest" (the sweep stopped), or None
+        self.show_frames = True
+
+    def in_terms(self, advice: str, summary: str | None = None) -> SweepError:
+        """The same error with ``advice`` (the fix in a surface's own terms: the
+        magic's options, the CLI's flags) in place of the API's (and ``summary``, if
+        given, in place of the summary); each surface renders :attr:`fix` for
+        :attr:`sweep_dir` its own way."""
+        summary = self.summary if summary is None else summary
+        err = SweepError(
+            f"{summary}\n{advice}" if advice else summary,
+            self.dataset,
+            self.failures,
+            summary=summary,
+            sweep_dir=self.sweep_dir,
+            fix=self.fix,
+        )
+        err.__cause__ = self.__cause__
+        err.show_frames = False  # raised by a surface: its frames are not the user's
+        return err
+
+    def _render_traceback_(self) -> list[str]:
+        """How IPython shows it: the caller's own frames and the message, without the
+        frames inside this package (a job's failure is not a fault in them; each job's
+        traceback is in its directory)."""
+        frames = outside_frames(self.__traceback__) if self.show_frames else []
+        return [*frames, f"{type(self).__name__}: {self}"]
