@@ -320,8 +320,6 @@ def build_dataset(
     >>> ds["y"].values.tolist(), ds["status"].values.tolist()
     ([1.0, nan, 9.0], ['done', 'pending', 'done'])
     """
-    import xarray as xr
-
     singleton = non_multirun_params_as_singleton_dims
     grid = Grid(spec, singleton)
     attrs = {p.name: attr_value(p.value) for p in spec.fixed}
@@ -348,7 +346,7 @@ def build_dataset(
 
     data_vars = rename_clashes(data_vars, set(grid.coords) | set(extra_coords), builtin, notes)
     data_vars.update(builtin)
-    ds = xr.Dataset(data_vars=data_vars, coords={**grid.coords, **extra_coords}, attrs=attrs)
+    ds = make_dataset(data_vars, {**grid.coords, **extra_coords}, attrs)
     if notes:
         of = f" of {sweep_dir}" if sweep_dir is not None else ""
         warnings.warn(
@@ -358,6 +356,52 @@ def build_dataset(
             stacklevel=3,
         )
     return ds
+
+
+_PLAIN_KINDS = "biufcU"  # dtypes xarray takes as they are (no object, datetime, bytes)
+
+
+def make_dataset(
+    data_vars: Mapping[str, Any], coords: Mapping[str, Any], attrs: Mapping[str, Any]
+) -> xr.Dataset:
+    """``xr.Dataset(data_vars, coords=coords, attrs=attrs)`` (variables given as ``(dims,
+    array)``, coordinates of one dimension each), the same Dataset made without xarray
+    asking whether each array is a dask array: with dask installed, that question
+    imports ``dask.array`` (and scipy), about as long as xarray's own import, in every
+    process that reloads a sweep. Arrays and coordinates of other kinds (objects,
+    datetimes) are left to ``xr.Dataset``, which converts them.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> vs = {"acc": (("lr",), np.array([0.5, 0.9]))}
+    >>> ds = make_dataset(vs, {"lr": [0.1, 1.0]}, {"seed": 0})
+    >>> ds.identical(xr.Dataset(vs, coords={"lr": [0.1, 1.0]}, attrs={"seed": 0}))
+    True
+    """
+    import pandas as pd
+    import xarray as xr
+    from xarray.indexes import PandasIndex
+
+    values = {k: np.asarray(v) for k, v in coords.items() if isinstance(v, list) or type(v) is np.ndarray}
+    plain = (
+        len(values) == len(coords)
+        and all(a.ndim == 1 and a.dtype.kind in _PLAIN_KINDS for a in values.values())
+        and all(
+            isinstance(v, tuple)
+            and len(v) == 2
+            and type(v[1]) is np.ndarray
+            and v[1].dtype.kind in _PLAIN_KINDS
+            for v in data_vars.values()
+        )
+    )
+    if not plain:
+        return xr.Dataset(data_vars=data_vars, coords=coords, attrs=attrs)
+    indexes = {k: PandasIndex(pd.Index(a), k, coord_dtype=a.dtype) for k, a in values.items()}
+    made = [xr.Coordinates.from_xindex(i) for i in indexes.values()]
+    crd = xr.Coordinates({k: c.variables[k] for c in made for k in c}, indexes=indexes)
+    variables = {k: xr.Variable(d, a, fastpath=True) for k, (d, a) in data_vars.items()}
+    return xr.Dataset(variables, coords=crd, attrs=attrs)
 
 
 def status_array(spec: SweepSpec, results: Sequence[JobResult]) -> np.ndarray:

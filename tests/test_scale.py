@@ -103,3 +103,63 @@ def test_to_xarray_large_grid_is_complete(tmp_path):
     exp = np.add.outer(np.arange(60) * 10, [1, 2, 5, 1])
     np.testing.assert_array_equal(ds["y"].values, exp)
     np.testing.assert_array_equal(ds["v"].sel(b="u").values, np.outer(np.arange(60), np.arange(3)))
+
+
+FRESH_RELOAD = (
+    "import sys, json\n"
+    "from mushin_nb import MultiRunMetricsWorkflow\n"
+    "ds = MultiRunMetricsWorkflow().load_from_dir(sys.argv[1]).to_xarray()\n"
+    "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    "print(json.dumps(ds['y'].values.tolist()))\n"
+)
+
+
+def test_a_fresh_process_reloads_without_importing_dask(sweep):
+    """With dask installed, xarray asks of each new array whether it is a dask array by
+    importing dask.array (and scipy): as long as xarray's own import. A reload builds
+    its Dataset without that question."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("dask.array")
+    d, expected = sweep
+    out = subprocess.run(
+        [sys.executable, "-c", FRESH_RELOAD, str(d)], capture_output=True, text=True, check=True
+    )
+    modules, y = (json.loads(line) for line in out.stdout.splitlines())
+    assert "xarray" in modules and "dask" not in modules and "scipy" not in modules
+    assert y == expected["y"].values.tolist()
+
+
+@pytest.mark.parametrize(
+    "data_vars, coords",
+    [
+        (
+            {
+                "y": (("a", "b"), np.arange(6.0).reshape(2, 3)),
+                "s": (("a", "b"), np.array([["x", "y", "z"]] * 2)),
+                "k": (("a", "b"), np.ones((2, 3), bool)),
+                "i": (("a", "b"), np.ones((2, 3), np.int32)),
+            },
+            {"a": [0.1, 1.0], "b": ["p", "q", "r"]},
+        ),
+        ({"v": (("a", "v_dim0"), np.zeros((2, 4)))}, {"a": [True, False], "v_dim0": np.arange(4)}),
+        ({"v": (("a",), np.zeros(3))}, {"a": [float("nan"), 2.0, np.inf]}),
+        ({"v": (("a",), np.zeros(2))}, {"a": [1 + 2j, 3j]}),
+        ({"v": (("a",), np.array([None, "x"], dtype=object))}, {"a": [1, 2]}),  # left to xr.Dataset
+        ({"v": (("a",), np.zeros(2))}, {"a": [2**70, 1]}),  # object coordinate: left to xr.Dataset
+        ({}, {"a": [1, 2]}),
+    ],
+)
+def test_the_dataset_made_without_dask_checks_is_what_xarray_makes(data_vars, coords):
+    from mushin_nb._dataset import make_dataset
+
+    got = make_dataset(data_vars, coords, {"seed": 0})
+    ref = xr.Dataset(data_vars, coords=coords, attrs={"seed": 0})
+    xr.testing.assert_identical(got, ref)
+    for k in ref.variables:
+        assert type(got.variables[k]) is type(ref.variables[k])
+    for k, idx in ref.xindexes.items():
+        assert type(got.xindexes[k]) is type(idx)
+        assert got.xindexes[k].index.equals(idx.index) and got.xindexes[k].index.dtype == idx.index.dtype
