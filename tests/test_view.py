@@ -94,14 +94,78 @@ def test_two_dims_heatmap_lines_status_and_repr(tmp_path):
     curves = plot.Curve if hasattr(plot, "Curve") else None
     assert curves is not None
     assert sorted(view.plot_element.traverse(lambda e: e.label, [hv.Curve])) is not None
-    # the failed cell is visibly distinct: its own state code in the status grid
-    st = view.make_status_plot(run.dataset).data
+    # the failed cell is visibly distinct: its own state (and colour) in the status grid,
+    # whose cells are labelled like the heatmap's (categorical: the values as text)
+    st = view.make_status_plot(run.dataset).dframe()
     failed = st[st["status"] == "failed"]
-    assert len(failed) == 1 and failed.iloc[0]["a"] == 2.0 and failed.iloc[0]["b"] == 1
-    assert set(st["code"]) == {STATUS_ORDER.index("done"), STATUS_ORDER.index("failed")}
+    assert len(failed) == 1 and failed.iloc[0]["a"] == "2.0" and failed.iloc[0]["b"] == "1"
+    assert set(st["status"]) == {"done", "failed"} and set(st["status"]) <= set(STATUS_ORDER)
     assert "1 failed" in view._summary.object and "5 done" in view._summary.object
     # the Dataset's own HTML repr, beside the plot
     assert "xr-wrap" in view._repr.object and "score" in view._repr.object
+
+
+class Uneven(MultiRunMetricsWorkflow):
+    @staticmethod
+    def task(lr: float, seed: int) -> dict:
+        if lr == 1.0 and seed == 1:
+            raise ValueError("bad cell")
+        return dict(acc=lr * (seed + 1))
+
+
+def _factors(rng):
+    return [str(f) for f in rng.factors] if hasattr(rng, "factors") else type(rng).__name__
+
+
+def test_state_grid_shares_the_heatmaps_categorical_axes_and_has_a_legend(tmp_path):
+    """Values 0.5, 1.0, 2.0 (unevenly spaced): the state grid has the heatmap's categorical
+    axes (one equal cell per value, the same factors), in the figures bokeh draws; its
+    colours are explained by a legend of the state names, not by a title."""
+    import holoviews as hv
+    from bokeh.models import Legend
+
+    from mushin_nb.notebook.view import STATUS_COLORS, STATUS_ORDER, LiveView
+
+    ds = Uneven().start(lr=multirun([0.5, 1.0, 2.0]), seed=multirun([0, 1]), working_dir=str(tmp_path)).wait()
+    view = LiveView(ds, metric="acc", interval=None)
+    main, grid = hv.render(view.plot_element), hv.render(view.status_element)
+    assert _factors(main.x_range) == _factors(grid.x_range) == ["0.5", "1.0", "2.0"]
+    assert _factors(main.y_range) == _factors(grid.y_range) == ["0", "1"]
+    legends = [m for m in grid.above + grid.right + grid.center if isinstance(m, Legend)]
+    assert len(legends) == 1
+    labels = [item.label.value for item in legends[0].items]
+    assert labels == list(STATUS_ORDER)
+    swatches = [item.renderers[0].glyph.fill_color for item in legends[0].items]
+    assert swatches == [STATUS_COLORS[s] for s in STATUS_ORDER]
+    assert not (grid.title and grid.title.text)  # no title to cut
+    # each cell coloured by its state: the failed one red
+    cells = grid.renderers[0]
+    data = cells.data_source.data
+    failed = [i for i, s in enumerate(data["zvalues"]) if s == "failed"]
+    assert [(data["lr"][i], data["seed"][i]) for i in failed] == [("1.0", "1")]
+    mapper = cells.glyph.fill_color.transform
+    assert dict(zip(mapper.factors, mapper.palette))["failed"] == STATUS_COLORS["failed"]
+    # one swept parameter: the grid's x axis is the same categorical one, one row of cells
+    one = LiveView(ds.sel(seed=0), metric="acc", interval=None)
+    assert _factors(hv.render(one.status_element).x_range) == ["0.5", "1.0", "2.0"]
+
+
+def test_the_legend_is_added_once_however_often_the_grid_is_redrawn(tmp_path):
+    import holoviews as hv
+    from bokeh.models import Legend
+
+    from mushin_nb.notebook.view import LiveView
+
+    ds = Uneven().start(lr=multirun([0.5, 1.0, 2.0]), seed=multirun([0, 1]), working_dir=str(tmp_path)).wait()
+    view = LiveView(ds, metric="acc", interval=None)
+    pipe = hv.streams.Pipe(data=view.status_element)
+    plot = hv.renderer("bokeh").get_plot(hv.DynamicMap(lambda data: data, streams=[pipe]))
+    for _ in range(3):  # what a redraw does: a new element through the stream
+        view.redraw()
+        pipe.send(view.status_element)
+    fig = plot.state
+    assert len([m for m in fig.above if isinstance(m, Legend)]) == 1
+    assert len(fig.renderers) == 1 + 5  # the cells, and one swatch per state
 
 
 def test_array_metric_draws_lines_over_its_own_dim(tmp_path):
@@ -140,13 +204,13 @@ def test_pending_and_running_cells_show_before_results(tmp_path, gate):
 
     run = Gated().start(x=multirun([1, 2, 3]), working_dir=str(tmp_path))
     view = LiveView(run, interval=None)
-    states = set(view.make_status_plot(run.dataset).data["status"])
+    states = set(view.make_status_plot(run.dataset).dimension_values("status"))
     assert states <= {"pending", "running"} and "pending" in states
     assert "waiting for the first result" in str(view.plot_element.opts.get().kwargs.get("title", ""))
     gate.set()
     run.wait()
     view.tick()
-    assert set(view.make_status_plot(run.dataset).data["status"]) == {"done"}
+    assert set(view.make_status_plot(run.dataset).dimension_values("status")) == {"done"}
 
 
 def test_cancel_button_cancels_the_run(tmp_path, gate):

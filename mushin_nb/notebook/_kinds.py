@@ -35,6 +35,7 @@ __all__ = [
     "waiting_element",
     "waiting_static",
     "status_grid",
+    "factors",
 ]
 
 
@@ -256,7 +257,7 @@ def heatmap_hv(ctx: PlotContext) -> Any:
     da = ctx.data(keep=[x, y])
     # categorical axes: one equal-sized cell per swept value (0.01, 0.1, 1 are
     # three cells, not a log-spaced strip), labelled with the value
-    da = da.assign_coords({d: [str(v) for v in da[d].values] for d in (x, y)})
+    da = da.assign_coords({d: factors(da[d].values) for d in (x, y)})
     return da.hvplot.heatmap(x=x, y=y, C=ctx.metric, **_common(ctx)).opts(tools=["hover"])
 
 
@@ -296,33 +297,62 @@ def heatmap_mpl(ctx: PlotContext, ax: Any) -> None:
 # --------------------------------------------------------------------------- the cell-state grid
 
 
+def factors(values: Any) -> list[str]:
+    """The labels of a categorical axis: one per swept value, in the grid's order
+    (the heatmap's axes and the state grid's, so their cells line up).
+
+    >>> factors(np.array([0.5, 1.0, 2.0])), factors(["a", "b"])
+    (['0.5', '1.0', '2.0'], ['a', 'b'])
+    """
+    return [str(v) for v in np.asarray(values).tolist()]
+
+
 def status_grid(ctx: PlotContext) -> Any:
     """The live view's grid of cells coloured by state (pending, running, done,
-    failed, cancelled) over x (and y)."""
+    failed, cancelled) over x (and y): categorical axes with the heatmap's factors
+    (one equal cell per swept value), and a legend of the states' colours."""
     hv = _deps.hv()
     st = ctx.status(keep=[ctx.x, ctx.y])
     if st is None or not ctx.swept:
         return hv.HeatMap([]).opts(height=60)
     x, y = ctx.x, ctx.y
     assert x is not None
-    rows = []
+    xs = factors(ctx.ds[x].values)
     if y is None:
-        for xv, s in zip(ctx.ds[x].values.tolist(), st.values.tolist()):
-            rows.append((xv, "", STATUS_ORDER.index(s), s))
+        cols = {x: xs, "cells": [""] * len(xs), "status": [str(s) for s in st.values.tolist()]}
     else:
+        ys = factors(ctx.ds[y].values)
         cells = st.transpose(x, y).values
-        xs, ys = ctx.ds[x].values.tolist(), ctx.ds[y].values.tolist()
-        for i, xv in enumerate(xs):
-            for j, yv in enumerate(ys):
-                s = str(cells[i, j])
-                rows.append((xv, yv, STATUS_ORDER.index(s), s))
-    return hv.HeatMap(rows, kdims=[x, y or "cells"], vdims=["code", "status"]).opts(
-        cmap=[STATUS_COLORS[s] for s in STATUS_ORDER],
-        clim=(-0.5, len(STATUS_ORDER) - 0.5),
+        cols = {
+            x: [xv for xv in xs for _ in ys],
+            y: ys * len(xs),
+            "status": [str(s) for s in cells.ravel().tolist()],
+        }
+    return hv.HeatMap(cols, kdims=[x, y or "cells"], vdims=["status"]).opts(
+        cmap=dict(STATUS_COLORS),
         colorbar=False,
         tools=["hover"],
         responsive=True,
-        height=120 if y is None else 170,
-        title="cell state: grey pending, blue running, green done, red failed, orange cancelled",
-        fontsize={"title": 9},
+        height=130 if y is None else 190,
+        yaxis=None if y is None else "left",
+        hooks=[_state_legend],
     )
+
+
+def _state_legend(plot: Any, element: Any) -> None:
+    """A legend of every state's colour above the grid (bokeh; once per figure: the
+    hook runs again at each update of the figure)."""
+    fig = plot.state
+    if any(getattr(leg, "name", None) == "mushin-states" for leg in fig.above):
+        return
+    from bokeh.models import ColumnDataSource, Legend, LegendItem, Rect
+
+    items = []
+    for s in STATUS_ORDER:  # a swatch per state: a renderer with no data, only its colour
+        glyph = Rect(x="x", y="y", width=1, height=1, fill_color=STATUS_COLORS[s], line_color=None)
+        r = fig.add_glyph(ColumnDataSource(data={"x": [], "y": []}), glyph)
+        items.append(LegendItem(label=s, renderers=[r]))
+    legend = Legend(
+        items=items, orientation="horizontal", name="mushin-states", label_text_font_size="9pt", margin=2
+    )
+    fig.add_layout(legend, "above")

@@ -39,6 +39,9 @@ class LiveView(param.Parameterized):
         starts no timer thread (call :meth:`tick`).
     show_cancel : bool
         A Cancel button while the run is going (not useful while a cell blocks).
+    show_progress : bool
+        The state badges and the progress bar above the plot (the sweep panel,
+        which has its own, hides them: one progress display per panel).
     reference : xarray.Dataset, optional
         Drawn dashed under the line plots (e.g. an earlier run from NetCDF).
     x : str, optional
@@ -85,12 +88,14 @@ class LiveView(param.Parameterized):
         x: str | None = None,
         kind: str | None = None,
         title: str | None = None,
+        show_progress: bool = True,
     ) -> None:
         super().__init__(interval=interval)
         self.run = source if is_run(source) else None
         self._static = None if self.run is not None else source
         self.reference = reference
         self.show_cancel = show_cancel
+        self.show_progress = show_progress
         self.title = title
         self._init_state()
         ds = self.dataset()
@@ -282,8 +287,10 @@ class LiveView(param.Parameterized):
     # ------------------------------------------------------------ UI
     def _build(self) -> None:
         pn = _deps.pn()
-        self._summary = pn.pane.HTML("", margin=(5, 10))
-        self._progress = pn.indicators.Progress(value=0, max=1, width=200, margin=(10, 10))
+        self._summary = pn.pane.HTML("", margin=(5, 10), visible=self.show_progress)
+        self._progress = pn.indicators.Progress(
+            value=0, max=1, width=200, margin=(10, 10), visible=self.show_progress
+        )
         self._cancel = pn.widgets.Button(**_deps.label("Cancel"), **_deps.color("danger"), width=90)
         self._cancel.on_click(lambda e: self.cancel())
         self._cancel.visible = bool(self.show_cancel and self.run is not None and not self.run.done)
@@ -301,9 +308,8 @@ class LiveView(param.Parameterized):
         # make the new figure of one share a range with the figure of the other that
         # the next replacement removes (the page then meets references it dropped)
         self._plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=320, linked_axes=False)
-        self._status_plot = pn.pane.HoloViews(
-            None, sizing_mode="stretch_width", height=170, linked_axes=False
-        )
+        # its height is the grid's (one row of cells, or a row per value of y)
+        self._status_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", linked_axes=False)
         self._repr = pn.pane.HTML("", sizing_mode="stretch_width", min_width=320)
         self._message = pn.pane.Alert("", alert_type="warning", visible=False)
         controls = pn.Row(self._metric_w, self._x_w, self._kind_w, *self._sel.values())

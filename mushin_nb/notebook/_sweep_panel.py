@@ -272,8 +272,13 @@ class SweepPanel(param.Parameterized):
         self.run = run
         if self.view is not None:
             self.view.close()
-        self.view = LiveView(
-            run, metric=self.metric, interval=self.interval, show_cancel=False, **self._view_kwargs()
+        self.view = LiveView(  # its progress is the panel's (one progress display)
+            run,
+            metric=self.metric,
+            interval=self.interval,
+            show_cancel=False,
+            show_progress=False,
+            **self._view_kwargs(),
         )
         self.view.add_listener(self._on_progress)
         self.view_area.objects = [self.view.panel()]
@@ -434,11 +439,10 @@ class SweepPanel(param.Parameterized):
             params_box,
             *self._extra_controls(),
             opts,
-            pn.Row(self.run_button, self.cancel_button, self.jobs_text, self.progress),
+            pn.Row(self.run_button, self.cancel_button, self.jobs_text, self.progress, self.progress_text),
             self.reason_text,
             self.refusal_alert,
             self.message_text,
-            self.progress_text,
             self.failures_table,
             pn.Row(self.save_path, self.save_button, self.replace_button, self.keep_button),
             self.save_text,
