@@ -7,6 +7,7 @@ panel) only phrases what happened in its own terms.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,19 @@ class ProgressBar:
 
         self.run = run
         s = run.status
-        self.bar = tqdm(total=s["total"], initial=run.skipped, desc=run.workflow_name, unit="job")
+        kwargs = dict(total=s["total"], initial=run.skipped, desc=run.workflow_name, unit="job")
+        self._shown = None
+        notebook = sys.modules.get("tqdm.notebook")
+        if notebook is not None and issubclass(tqdm, notebook.tqdm_notebook):
+            # the widget, shown here with a display id: close() shows it again, so the
+            # output's text (what a saved notebook, nbconvert or GitHub shows without
+            # the widget's state) ends with the final count, not the first one
+            from IPython.display import display
+
+            self.bar = tqdm(display=False, **kwargs)
+            self._shown = display(self.bar.container, display_id=True)
+        else:
+            self.bar = tqdm(**kwargs)
         self.n = run.skipped
 
     def update(self) -> None:
@@ -39,6 +52,8 @@ class ProgressBar:
     def close(self) -> None:
         self.update()
         self.bar.close()
+        if self._shown is not None:
+            self._shown.update(self.bar.container)
 
 
 def wait_for(run: SweepRun, *, progress: bool, poll: float = 0.1) -> None:

@@ -1,43 +1,27 @@
 """The notebooks run: notebooks/tutorial.ipynb, live_sweeps.ipynb, robustness.ipynb and adaptive.ipynb are
-executed in a real Jupyter kernel (nbclient), from a copy in a temporary directory so
-that their sweeps and files land there, and their outputs are checked."""
+executed in a real Jupyter kernel (nbclient), from a copy in a temporary directory, and their
+outputs are checked: what they compute, and that a reader sees no warning, numpy repr or
+frozen progress bar (tests/_nbcheck.py); their sweeps go to a temporary directory, never
+beside the notebook."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
+import nbformat
 import pytest
+from _nbcheck import NOTEBOOKS, assert_quiet, left_in_work_dir, quiet_problems
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ROOT / "notebooks"
+pytest.importorskip("nbclient")
 
 
 def execute(name: str, tmp_path: Path, monkeypatch) -> list:
-    src = NOTEBOOKS / name
-    work = tmp_path / "nb"
-    work.mkdir()
-    shutil.copy(src, work / name)
-    # the kernel is a child process: give it the test-only Hydra plugins that conftest
-    # puts on this process's sys.path, so both see the same plugin set
-    plugins = str(Path(__file__).parent / "plugins")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH")])))
-    # a notebook shows figures inline (CI exports MPLBACKEND=Agg, which would hide them)
-    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    nb = nbformat.read(work / name, as_version=4)
-    client = nbclient.NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}
-    )
-    client.execute()  # raises CellExecutionError on the first cell that errors
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            errors = [o for o in cell.outputs if o.output_type == "error"]
-            assert not errors, f"cell errored: {cell.source[:200]!r}: {errors[0]['ename']}"
+    import _nbcheck
+
+    nb = _nbcheck.execute(name, tmp_path, monkeypatch)
+    assert_quiet(nb)
+    assert left_in_work_dir(name, tmp_path) == [], "the notebook wrote beside itself, not to a temporary dir"
     return [c for c in nb.cells if c.cell_type == "code"]
 
 
@@ -78,9 +62,10 @@ def test_tutorial_notebook(tmp_path, monkeypatch):
     saved = text(find(cells, "save_netcdf(ds"))
     assert "NetCDF identical: True" in saved
     assert "reloaded from the sweep directory identical: True" in saved
-    work = tmp_path / "nb"
-    assert (work / "tutorial-runs" / "train.nc").exists()
-    assert len(list((work / "tutorial-runs" / "train").glob("*/model.pt"))) == 18
+    runs = Path(text(find(cells, "RUNS = ")).split("sweeps and files go to ")[1].split()[0])
+    assert runs.is_relative_to(tmp_path / "tmp")  # tempfile.mkdtemp(): the kernel's TMPDIR
+    assert (runs / "train.nc").exists()
+    assert len(list((runs / "train").glob("*/model.pt"))) == 18
     assert any(o.get("data", {}).get("image/png") for c in cells for o in c.outputs)
 
 
@@ -131,3 +116,91 @@ def test_adaptive_notebook(tmp_path, monkeypatch):
     assert "20 points in 5 rounds" in text(find(cells, "ds = run.wait()"))
     resumed = text(find(cells, "resume=True"))
     assert "NetCDF and load_from_dir: identical" in resumed and "new jobs: 8 |" in resumed
+
+
+def test_the_quiet_check_finds_what_a_reader_must_not_see():
+    """The check the notebook tests use finds each problem the issue saw, and passes
+    the same outputs without them."""
+    v4 = nbformat.v4
+
+    def nb_with(*outputs, widgets=None):
+        nb = v4.new_notebook(cells=[v4.new_code_cell("x = 1", outputs=list(outputs))])
+        if widgets:
+            nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": widgets}}
+        return nb
+
+    warned = v4.new_output(
+        "stream", name="stderr", text="WARNING:param.main: marker option not found for line plot with bokeh\n"
+    )
+    reprs = v4.new_output("stream", name="stdout", text="{np.str_('linear'): 0.058}\n")
+    count = v4.new_output("execute_result", data={"text/plain": "np.int64(15715)"}, execution_count=1)
+    view = {"model_id": "m", "version_major": 2, "version_minor": 0}
+    frozen = v4.new_output(
+        "display_data",
+        data={
+            "application/vnd.jupyter.widget-view+json": view,
+            "text/plain": "Train:   0%|          | 0/18 [00:00<?, ?job/s]",
+        },
+    )
+    stuck = {"m": {"model_name": "FloatProgressModel", "state": {"value": 3.0, "max": 18.0}}}
+    found = quiet_problems(nb_with(warned, reprs, count, frozen, widgets=stuck))
+    assert [p.split(": ")[1] for p in found[:4]] == [
+        "a warning on stderr",
+        "a numpy repr",
+        "a numpy repr",
+        "a progress bar's text stopped at 0/18",
+    ]
+    assert found[4] == "progress widget m stopped at 3.0/18.0" and len(found) == 5
+    fine = [
+        v4.new_output("stream", name="stderr", text="mushin_nb: resume: 8 of 8 cells already done\n"),
+        v4.new_output("stream", name="stdout", text="{'linear': 0.058}\n"),
+        v4.new_output(
+            "display_data",
+            data={
+                "application/vnd.jupyter.widget-view+json": view,
+                "text/plain": "Train: 100%|##########| 18/18 [00:03<00:00, done=18, failed=0]",
+            },
+        ),
+    ]
+    done = {"m": {"model_name": "FloatProgressModel", "state": {"value": 18.0, "max": 18.0}}}
+    assert quiet_problems(nb_with(*fine, widgets=done)) == []
+
+
+def test_a_run_with_a_progress_bar_leaves_its_final_count_in_the_saved_notebook(tmp_path, monkeypatch):
+    """tqdm shows its widget once, with the text of its first state: the bar is shown
+    again at its end, so the notebook's saved text (what nbconvert, GitHub and the docs
+    show without the widget) ends at 3/3, and so does the widget's saved state."""
+    import nbclient
+
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "from mushin_nb import MultiRunMetricsWorkflow, multirun\n"
+                "class Sq(MultiRunMetricsWorkflow):\n"
+                "    @staticmethod\n"
+                "    def task(x: int) -> dict:\n"
+                "        return dict(y=x * x)\n"
+                f"Sq().run(x=multirun([1, 2, 3]), working_dir={str(tmp_path / 'sweep')!r})"
+            )
+        ]
+    )
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent / "plugins"))
+    nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    shown = [
+        o for o in nb.cells[0].outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert len(shown) == 1, json.dumps(nb.cells[0].outputs)[:2000]
+    assert "3/3 [" in shown[0]["data"]["text/plain"] and "done=3" in shown[0]["data"]["text/plain"]
+    assert_quiet(nb)
+
+
+def test_notebooks_write_their_sweeps_to_a_temporary_dir():
+    """No shipped notebook names a sweep directory or file relative to where it runs
+    (that is, inside the repository): each takes a temporary directory."""
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        assert "tempfile.mkdtemp(" in source, path.name
+        for relative in ('-runs")', 'working_dir="', "working_dir='", 'Path("model.pt")'):
+            assert relative not in source, (path.name, relative)
