@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import sys
 import threading
 import time
 import traceback
@@ -125,13 +126,18 @@ class JobRunner:
         return ", ".join(f"{n}={vals[i]!r}" for (n, vals), i in zip(self.params, idx))
 
     def _job(self) -> _Job:
-        from hydra.core.hydra_config import HydraConfig
+        fast = sys.modules.get("hydra_plugins.mushin_nb_plugins._template")
+        running = fast.running_job() if fast is not None else None
+        if running is not None:  # the in-process launcher's job: what HydraConfig holds
+            job_dir, overrides, job_num = Path(running[0]), list(running[1]), int(running[2])
+        else:
+            from hydra.core.hydra_config import HydraConfig
 
-        hc = HydraConfig.get()
-        job_dir = Path(hc.runtime.output_dir)
+            hc = HydraConfig.get()
+            job_dir = Path(hc.runtime.output_dir)
+            overrides = list(hc.overrides.task)
+            job_num = int(hc.job.num)
         sweep_dir = Path(self.sweep_dir)
-        overrides = list(hc.overrides.task)
-        job_num = int(hc.job.num)
         idx = self._index(overrides)
         if idx is None:
             raise RuntimeError(

@@ -20,7 +20,9 @@ from typing import Any
 
 from mushin_nb._compat import yaml_dump
 
-__all__ = ["JOB_FIELDS", "HydraYamlTemplate", "overrides_from_chunk"]
+from ._quick import yaml_scalar
+
+__all__ = ["JOB_FIELDS", "HydraYamlTemplate", "TaskYamlTemplate", "overrides_from_chunk"]
 
 # fields of the Hydra config that differ between the jobs of one sweep
 JOB_FIELDS: tuple[tuple[str, ...], ...] = (
@@ -101,6 +103,14 @@ class HydraYamlTemplate:
         field's text (its lines in ``hydra.yaml``); ``(None, {})`` if unusable."""
         if self.pieces is None:
             return None, {}
+        chunks = _quick_chunks(values)
+        if chunks is None:
+            chunks = self._dumped_chunks(values)
+        out = [chunks[JOB_FIELDS[x]] if isinstance(x, int) else x for x in self.pieces]
+        return "".join(out), chunks
+
+    @staticmethod
+    def _dumped_chunks(values: dict[tuple[str, ...], Any]) -> dict[Any, str]:
         # one dump of the per-job fields in their nesting: cut it into the field texts
         tree: dict[str, Any] = {}
         for p in JOB_FIELDS:
@@ -123,8 +133,106 @@ class HydraYamlTemplate:
             while block and not block[-1].startswith("   "):
                 block.pop()
             chunks[p] = "\n".join(block) + "\n"
-        out = [chunks[JOB_FIELDS[x]] if isinstance(x, int) else x for x in self.pieces]
-        return "".join(out), chunks
+        return chunks
+
+
+def _quick_chunks(values: dict[tuple[str, ...], Any]) -> dict[Any, str] | None:
+    """The field texts of :meth:`HydraYamlTemplate.render` when every value is a
+    scalar (or a list of scalars) :func:`yaml_scalar` writes; else None."""
+    chunks: dict[Any, str] = {}
+    for p in JOB_FIELDS:
+        v = values[p]
+        if isinstance(v, list):
+            items = [yaml_scalar(x) for x in v]
+            if any(x is None for x in items):
+                return None
+            body = "".join(f"    - {x}\n" for x in items)
+            chunks[p] = f"    {p[1]}:\n{body}" if items else f"    {p[1]}: []\n"
+        else:
+            text = yaml_scalar(v)
+            if text is None:
+                return None
+            chunks[p] = f"    {p[1]}: {text}\n"
+    return chunks
+
+
+class TaskYamlTemplate:
+    """``config.yaml`` of a template's task config with the overridden values left
+    open: per job only those values are written (:func:`yaml_scalar`).
+
+    Parameters
+    ----------
+    task : DictConfig
+        The template's task config.
+    keys : list of str
+        The dotted keys the job overrides set (each a value node holding what it is
+        given, an ``AnyNode``; else the template is not usable).
+
+    Examples
+    --------
+    >>> from omegaconf import OmegaConf
+    >>> task = OmegaConf.create({"a": {"x": 1}, "b": "${a.x}", "y": "s"})
+    >>> t = TaskYamlTemplate(task, ["a.x", "y"])
+    >>> t.render([5, "adam"]) == OmegaConf.to_yaml(OmegaConf.create({"a": {"x": 5}, "b": "${a.x}", "y": "adam"}))
+    True
+    >>> t.render([[1], "adam"]) is None  # not a scalar written here: OmegaConf writes it
+    True
+    """
+
+    def __init__(self, task: Any, keys: list[str]) -> None:
+        self.pieces: list[Any] | None = None
+        try:
+            self.pieces = self._make(task, keys)
+        except Exception:  # any surprise: OmegaConf writes every job's file
+            self.pieces = None
+
+    @staticmethod
+    def _make(task: Any, keys: list[str]) -> list[Any] | None:
+        from omegaconf import AnyNode, DictConfig, OmegaConf
+
+        if len(set(keys)) != len(keys):
+            return None
+        cont: Any = OmegaConf.to_container(task, resolve=False, enum_to_str=True)
+        for i, key in enumerate(keys):
+            node, d = task, cont
+            parts = key.split(".")
+            for part in parts[:-1]:
+                node = node._get_node(part)
+                d = d.get(part) if isinstance(d, dict) else None
+                if not isinstance(node, DictConfig) or not isinstance(d, dict):
+                    return None
+            node = node._get_node(parts[-1])
+            if not isinstance(node, AnyNode) or parts[-1] not in d:
+                return None
+            d[parts[-1]] = _SENTINEL.format(i)
+        pieces: list[Any] = []
+        cur: list[str] = []
+        for line in yaml_dump(cont).split("\n"):
+            hit = next((i for i in range(len(keys)) if line.endswith(": " + _SENTINEL.format(i))), None)
+            if hit is None:
+                cur.append(line)
+                continue
+            cur.append(line[: -len(_SENTINEL.format(hit))])
+            pieces.extend(["\n".join(cur), hit])
+            cur = [""]
+        pieces.append("\n".join(cur))
+        return pieces if sum(isinstance(p, int) for p in pieces) == len(keys) else None
+
+    def render(self, values: list[Any]) -> str | None:
+        """The job's ``config.yaml`` text with ``values`` (in the order of ``keys``),
+        or None when one is not a scalar :func:`yaml_scalar` writes."""
+        if self.pieces is None:
+            return None
+        out = []
+        for p in self.pieces:
+            if isinstance(p, int):
+                text = yaml_scalar(values[p])
+                if text is None:
+                    return None
+                out.append(text)
+            else:
+                out.append(p)
+        return "".join(out)
 
 
 def overrides_from_chunk(chunk: str | None) -> str | None:

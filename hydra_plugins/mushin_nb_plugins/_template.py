@@ -20,13 +20,14 @@ import copy
 import logging
 import os
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from mushin_nb._compat import JobConfigBuilder, JobConfigs
 
 from ._job_logging import JobLogging, flush_log_handlers
-from ._job_yaml import JOB_FIELDS, HydraYamlTemplate, overrides_from_chunk
+from ._job_yaml import JOB_FIELDS, HydraYamlTemplate, TaskYamlTemplate, overrides_from_chunk
 
 __all__ = [
     "JobTemplate",
@@ -35,12 +36,29 @@ __all__ = [
     "plain_value",
     "overrides_dirname",
     "interpolation_paths",
+    "running_job",
 ]
 
 log = logging.getLogger(__name__)
 
 MISS: Any = object()  # "not known without OmegaConf's resolver"
 _REF = re.compile(r"\$\{([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\}")
+
+
+_RUNNING = threading.local()
+
+
+def running_job() -> tuple[str, list[str], int] | None:
+    """While a job of this launcher's fast path runs in this thread: its
+    ``hydra.runtime.output_dir``, ``hydra.overrides.task`` and ``hydra.job.num``
+    (what ``HydraConfig.get()`` holds, without reading the config); else None.
+
+    Examples
+    --------
+    >>> running_job() is None
+    True
+    """
+    return getattr(_RUNNING, "job", None)
 
 
 class NeedsComposition(Exception):
@@ -210,6 +228,7 @@ class JobTemplate:
         self.logging_interp = [p[1:] for p in self.interp if p and p[0] == "job_logging"]
         self.yaml = HydraYamlTemplate(self.frozen)
         self.yaml_ok = True
+        self.task_yaml = TaskYamlTemplate(task, [o.key_or_group for o in parsed])
         self.task_name = JobRuntime.instance().get("name")
         mine = overrides_dirname(parsed, self.exclude_keys, self.item_sep, self.kv_sep)
         self.usable = mine == str(cfg.hydra.job.override_dirname)
@@ -316,7 +335,7 @@ class JobTemplate:
                     working_dir = output_dir
                 else:
                     working_dir = os.getcwd()
-                return self._call(job, task_cfg, values, overrides, working_dir)
+                return self._call(job, task_cfg, values, overrides, parsed, working_dir)
         finally:
             self.checking = False
             job.release()
@@ -329,6 +348,7 @@ class JobTemplate:
         task_cfg: Any,
         values: dict[tuple[str, ...], Any],
         overrides: list[str],
+        parsed: list[Any],
         working_dir: str,
     ) -> Any:
         """Logging, files, callbacks and the task call of ``run_job``."""
@@ -342,16 +362,22 @@ class JobTemplate:
         ret.working_dir = working_dir
         self._configure_logging(job.full, values, task_cfg)
         if self.output_subdir is not None:
-            self._write_files(values[("runtime", "output_dir")], task_cfg, job.hroot, values, overrides)
+            self._write_files(
+                values[("runtime", "output_dir")], task_cfg, job.hroot, values, overrides, parsed
+            )
         callbacks = launcher.hydra_context.callbacks
         with env_override(self.env_set):  # type: ignore[arg-type]
             callbacks.on_job_start(config=job.full, task_function=launcher.task_function)
+            before = getattr(_RUNNING, "job", None)
+            _RUNNING.job = (values[("runtime", "output_dir")], ret.overrides, values[("job", "num")])
             try:
                 ret.return_value = launcher.task_function(task_cfg)
                 ret.status = JobStatus.COMPLETED
             except Exception as e:
                 ret.return_value = e
                 ret.status = JobStatus.FAILED
+            finally:
+                _RUNNING.job = before
         ret.task_name = self.task_name
         flush_log_handlers()
         callbacks.on_job_end(config=job.full, job_return=ret)
@@ -373,6 +399,7 @@ class JobTemplate:
         hroot: Any,
         values: dict[tuple[str, ...], Any],
         overrides: list[str],
+        parsed: list[Any],
     ) -> None:
         from omegaconf import OmegaConf
 
@@ -380,7 +407,14 @@ class JobTemplate:
 
         d = os.path.join(output_dir, str(self.output_subdir))
         os.makedirs(d, exist_ok=True)
-        _write(os.path.join(d, "config.yaml"), OmegaConf.to_yaml(task_cfg))
+        config = self.task_yaml.render([o.value() for o in parsed])
+        if config is None or self.checking:  # first job of this template: check against OmegaConf
+            ref = OmegaConf.to_yaml(task_cfg)
+            if config is not None and config != ref:
+                log.debug("mushin_nb launcher: config.yaml template differs from OmegaConf; not used")
+                self.task_yaml.pieces = None
+            config = ref
+        _write(os.path.join(d, "config.yaml"), config)
         text = None
         chunks: dict[Any, str] = {}
         if self.yaml_ok:

@@ -101,6 +101,7 @@ class MushinLauncher(Launcher):
         self._parsed: dict[str, Any] = {}
         self._group_keys: dict[str, bool] = {}
         self._parser: Any = None
+        self._quick: Any = None
         self._has_callbacks = False
         self._env_copy: list[str] = []
 
@@ -129,6 +130,10 @@ class MushinLauncher(Launcher):
         if not self.quiet:
             log.info(f"Launching {len(job_overrides)} jobs locally")
         self._has_callbacks = bool(self.config.hydra.callbacks)
+        if self._quick is None and self.fast:
+            from hydra_plugins.mushin_nb_plugins._quick import QuickParser
+
+            self._quick = QuickParser(self._hydra_parse)
         self._env_copy = list(self.config.hydra.job.env_copy or [])
         runs: list[Any] = []
         job_logging_on = False  # a fast job set the job logging: put Hydra's back at the end
@@ -190,14 +195,19 @@ class MushinLauncher(Launcher):
     def _parse(self, text: str) -> Any:
         o = self._parsed.get(text)
         if o is None:
-            if self._parser is None:
-                from hydra.core.override_parser.overrides_parser import OverridesParser
-
-                self._parser = OverridesParser.create()
-            o = self._parser.parse_override(text)
+            o = self._quick.parse(text) if self._quick is not None else None
+            if o is None:
+                o = self._hydra_parse(text)
             if len(self._parsed) < 100_000:
                 self._parsed[text] = o
         return o
+
+    def _hydra_parse(self, text: str) -> Any:
+        if self._parser is None:
+            from hydra.core.override_parser.overrides_parser import OverridesParser
+
+            self._parser = OverridesParser.create()
+        return self._parser.parse_override(text)
 
     def _parsed_list(self, overrides: list[str]) -> list[Any]:
         return [self._parse(t) for t in overrides]
