@@ -258,3 +258,127 @@ register(
         probe=_probe_comm_stdout,
     )
 )
+
+
+# ---------------------------------------------------------------- panel-inline-css-updates
+#
+# With ``pn.extension(inline=True)`` Panel inlines a component's stylesheets when it is
+# first rendered in a notebook, but an HTML/Markdown/Alert pane whose ``object`` changes
+# later (``ModelPane._update``, ``HTMLBasePane._update``) sends all its properties again, stylesheets included,
+# as links to cdn.holoviz.org (loading.css, theme/*.css, alerts.css): offline, a status
+# line or the "sweep is running" alert drawn after the first render is left unstyled,
+# and each update asks the CDN again. The patch wraps both ``_update``: after
+# it, with ``config.inline``, each CDN stylesheet of the model is replaced by the same
+# CSS inline (Panel's own ``replace_inline_css``), one inline copy per document and URL
+# (an update then sends a reference, not the CSS again). Public path: Panel's method;
+# offline, those styles do not load.
+
+__all__ += ["inline_css_on_update", "inline_stylesheets", "PANEL_INLINE_CSS"]
+
+PANEL_INLINE_CSS = "panel-inline-css-updates"
+_inline_cache: Any = None  # weakref.WeakKeyDictionary: document -> {url: InlineStyleSheet}
+
+
+def inline_stylesheets(model: Any) -> int:
+    """Replace the model's stylesheets linked from Panel's CDN by the same CSS inline
+    (the copy made once per document and URL); returns how many it replaced.
+
+    Examples
+    --------
+    >>> from bokeh.models import Div, ImportedStyleSheet
+    >>> from panel.io.resources import CDN_DIST
+    >>> div = Div(stylesheets=[ImportedStyleSheet(url=f"{CDN_DIST}css/loading.css")])
+    >>> inline_stylesheets(div), type(div.stylesheets[0]).__name__
+    (1, 'InlineStyleSheet')
+    """
+    import weakref
+
+    from bokeh.models import ImportedStyleSheet
+    from panel.io.notebook import replace_inline_css
+
+    global _inline_cache
+    if _inline_cache is None:
+        _inline_cache = weakref.WeakKeyDictionary()
+    doc = model.document
+    cache: dict[str, Any] = _inline_cache.setdefault(doc, {}) if doc is not None else {}
+    sheets, n = [], 0
+    for sheet in model.stylesheets:
+        if isinstance(sheet, ImportedStyleSheet):
+            inline = cache.get(sheet.url)
+            if inline is None:
+                inline = replace_inline_css(sheet)  # the sheet itself if not a local Panel file
+                if inline is not sheet:
+                    cache[sheet.url] = inline
+            n += inline is not sheet
+            sheet = inline
+        sheets.append(sheet)
+    if n:
+        model.stylesheets = sheets
+    return n
+
+
+def _inline_css_classes() -> list[Any]:
+    """The pane classes whose ``_update`` sends every property again (Panel's
+    ``ModelPane`` and ``HTMLBasePane``, which overrides it)."""
+    from panel.pane.base import ModelPane
+    from panel.pane.markup import HTMLBasePane
+
+    return [ModelPane, HTMLBasePane]
+
+
+def inline_css_on_update() -> bool:
+    """Have Panel's panes (HTML, Markdown, Alert, ...) keep their stylesheets inline when
+    their ``object`` changes after the first render (with ``pn.extension(inline=True)``);
+    whether they do (False when the guard refuses).
+
+    Examples
+    --------
+    >>> with public_path(PANEL_INLINE_CSS):
+    ...     inline_css_on_update()
+    False
+    """
+    if not usable(PANEL_INLINE_CSS):
+        return False
+    for cls in _inline_css_classes():
+        original = cls.__dict__["_update"]
+        if getattr(original, "_mushin_inline_css", False):
+            continue
+
+        def _update(self: Any, ref: str, model: Any, _original: Any = original) -> None:
+            _original(self, ref, model)
+            from panel.config import config
+
+            if config.inline:
+                inline_stylesheets(model)
+
+        _update._mushin_inline_css = True  # type: ignore[attr-defined]
+        _update.__wrapped__ = original  # type: ignore[attr-defined]
+        cls._update = _update
+    return True
+
+
+def _probe_inline_css() -> None:
+    from bokeh.models import Div, ImportedStyleSheet, InlineStyleSheet
+    from panel.io.resources import CDN_DIST
+
+    for cls in _inline_css_classes():
+        update = cls.__dict__.get("_update")
+        update = getattr(update, "__wrapped__", update)
+        if update is None or not {"_get_properties", "update"} <= _code_names(update):
+            raise AssertionError(f"{cls.__name__}._update no longer sends its properties with model.update")
+    div = Div(stylesheets=[ImportedStyleSheet(url=f"{CDN_DIST}css/alerts.css")])
+    if inline_stylesheets(div) != 1 or not isinstance(div.stylesheets[0], InlineStyleSheet):
+        raise AssertionError("replace_inline_css does not inline Panel's own alerts.css")
+
+
+register(
+    Patch(
+        PANEL_INLINE_CSS,
+        package="panel",
+        versions=">=1.4,<2",
+        internals="panel ModelPane._update and HTMLBasePane._update wrapped (stylesheets inlined after)",
+        public_path="Panel's own _update: offline, stylesheets of panes updated after the first render "
+        "do not load",
+        probe=_probe_inline_css,
+    )
+)

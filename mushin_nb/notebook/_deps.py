@@ -10,7 +10,11 @@ BokehJS must reach a notebook page once, inline (so plots render offline):
   every cell (a ``pre_run_cell`` hook), so a plain ``import hvplot.xarray`` in a
   later cell runs the extension again. Hence: import it only when xarray objects
   lack the ``.hvplot`` accessor, and then as part of the extension load already
-  done (pyviz_comms' "same cell" rule), so nothing is fetched or loaded twice.
+  done (pyviz_comms' "same cell" rule), so nothing is fetched or loaded twice; and
+  with ``hv.extension``'s ``inline`` on while it runs (else it publishes a reload
+  that asks the CDN for Panel's es-module-shims).
+- Panes (HTML, Alert, ...) updated after the first render would link their
+  stylesheets from the CDN again: :func:`mushin_nb._compat.inline_css_on_update`.
 
 The third-party internals this needs (Panel's "extension loaded" flag, pyviz_comms'
 record of the cell, its stdout capture) are read and written in
@@ -51,7 +55,18 @@ def _import_hvplot_xarray() -> None:
         # hvplot's hv.extension('bokeh') then counts as re-run in the cell that loaded
         # the extension: it sends no resources (no CDN request); see mushin_nb._compat
         _compat.mark_extension_cell(ip.execution_count)
-    import hvplot.xarray  # noqa: F401
+    import holoviews
+    import panel
+
+    # the import runs hv.extension('bokeh'), which publishes a reload of its resources
+    # from the CDN (Panel's es-module-shims) unless inline: inline as Panel's extension is
+    ext = holoviews.extension
+    before = ext.inline
+    ext.inline = bool(before or panel.config.inline)
+    try:
+        import hvplot.xarray  # noqa: F401
+    finally:
+        ext.inline = before
 
 
 def hvplot_ready() -> bool:
@@ -72,6 +87,8 @@ def pn() -> Any:
             # what a widget callback prints is captured per thread (JupyterLab >= 4.4
             # handles widget messages on a subshell thread while a cell may print)
             _compat.thread_safe_comm_stdout()
+            # panes updated after the first render keep their stylesheets inline (offline)
+            _compat.inline_css_on_update()
         if not _compat.panel_extension_loaded():
             # no extra extensions: e.g. Tabulator's JS would come from a CDN in notebooks
             panel.extension(inline=True)

@@ -171,10 +171,16 @@ def isolated_env(base: Path) -> dict[str, str]:
     return env
 
 
-class LabServer:
-    """``jupyter lab`` on 127.0.0.1 in a fresh root directory."""
+FRONTENDS = ("lab", "notebook7")
 
-    def __init__(self, base: Path, log_path: Path) -> None:
+
+class LabServer:
+    """``jupyter lab`` (``frontend="lab"``) or Notebook 7 (``"notebook7"``) on
+    127.0.0.1 in a fresh root directory."""
+
+    def __init__(self, base: Path, log_path: Path, frontend: str = "lab") -> None:
+        assert frontend in FRONTENDS, frontend
+        self.frontend = frontend
         self.base = base
         self.root = base / "root"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -188,7 +194,7 @@ class LabServer:
         cmd = [
             sys.executable,
             "-m",
-            "jupyterlab",
+            "jupyterlab" if frontend == "lab" else "notebook",
             "--no-browser",
             "--allow-root",
             "--ip=127.0.0.1",
@@ -197,11 +203,17 @@ class LabServer:
             f"--ServerApp.root_dir={self.root}",
             "--ServerApp.token=",
             "--ServerApp.password=",
-            "--LabApp.expose_app_in_browser=True",
-            # offline: no news feed, no update check (the settings override hides the popup)
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+            "--ServerApp.disable_check_xsrf=True",  # the tests shut kernels down through the REST API
         ]
+        if frontend == "lab":
+            cmd += [
+                "--LabApp.expose_app_in_browser=True",
+                # offline: no news feed, no update check (the settings override hides the popup)
+                "--LabApp.news_url=None",
+                "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+            ]
+        else:
+            cmd += ["--JupyterNotebookApp.expose_app_in_browser=True"]
         self.proc = subprocess.Popen(
             cmd,
             cwd=self.root,
@@ -216,6 +228,19 @@ class LabServer:
         except BaseException:
             self.stop()
             raise
+
+    def shutdown_sessions(self, path: str | None = None) -> int:
+        """Shut down the kernel sessions of notebook ``path`` (all with None) through the
+        REST API; returns how many. A notebook opened afterwards gets a fresh kernel."""
+        with urllib.request.urlopen(f"{self.url}/api/sessions", timeout=10) as r:
+            sessions = json.loads(r.read())
+        n = 0
+        for s in sessions:
+            if path is None or s.get("path") == path:
+                req = urllib.request.Request(f"{self.url}/api/sessions/{s['id']}", method="DELETE")
+                with urllib.request.urlopen(req, timeout=30):
+                    n += 1
+        return n
 
     def log_text(self) -> str:
         self._log.flush()
@@ -239,15 +264,35 @@ def server_log_problems(text: str, allow: list[re.Pattern] | None = None) -> lis
     return bad
 
 
+def notebook_variant(server: LabServer, name: str, comms: str) -> str:
+    """A copy of notebook ``name`` in the server's root whose Panel extension uses the
+    comms ``comms`` (``pn.extension(comms="ipywidgets", ...)``: Panel over ipywidgets
+    and jupyter_bokeh, as in VS Code and Colab); returns the copy's name."""
+    nb = json.loads((server.root / name).read_text())
+    src = "".join(nb["cells"][0]["source"])
+    new = src.replace("pn.extension(inline=True)", f"pn.extension(comms={comms!r}, inline=True)")
+    assert new != src, f"{name}: its first cell has no pn.extension(inline=True) to change"
+    nb["cells"][0]["source"] = new
+    out = f"{Path(name).stem}-{comms}.ipynb"
+    (server.root / out).write_text(json.dumps(nb))
+    return out
+
+
 class Notebook:
-    """A notebook opened in a fresh JupyterLab workspace of ``page``."""
+    """A notebook opened in ``page``, with a fresh kernel: in a fresh JupyterLab
+    workspace, or in Notebook 7's notebook page."""
 
     def __init__(self, page: Any, server: LabServer, name: str, timeout: float = 60) -> None:
         self.page = page
         self.server = server
         self.name = name
-        ws = f"e2e-{uuid.uuid4().hex[:10]}"
-        page.goto(f"{server.url}/lab/workspaces/{ws}/tree/{name}?reset", wait_until="domcontentloaded")
+        server.shutdown_sessions(name)  # a kernel left from an earlier test is not reused
+        if server.frontend == "lab":
+            ws = f"e2e-{uuid.uuid4().hex[:10]}"
+            url = f"{server.url}/lab/workspaces/{ws}/tree/{name}?reset"
+        else:
+            url = f"{server.url}/notebooks/{name}"
+        page.goto(url, wait_until="domcontentloaded")
         page.wait_for_function(
             """(name) => {
                 const app = window.jupyterapp;
@@ -261,7 +306,7 @@ class Notebook:
             polling=200,
         )
         # more room for the outputs
-        page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+        page.evaluate("() => { const s = window.jupyterapp.shell; if (s.collapseLeft) s.collapseLeft(); }")
         if os.environ.get("E2E_DEBUG_SETUP"):  # debugging aid: append code to the first cell
             page.evaluate(
                 """(extra) => { const m = window.jupyterapp.shell.currentWidget.content.widgets[0].model.sharedModel;
@@ -486,25 +531,34 @@ class Notebook:
 # ----------------------------------------------------------------------------- checks
 
 # Console messages of the page that are not errors of ours. Each entry says why.
-CONSOLE_ALLOW: list[tuple[re.Pattern, str]] = [
-    (
-        re.compile(r"cdn\.holoviz\.org/panel/[\w.]+/dist/bundled/reactiveesm/es-module-shims"),
-        "pn.extension() in a notebook always asks the CDN for es-module-shims (panel/io/notebook.py); "
-        "it is only used by ReactiveESM/AnyWidget components, which mushin_nb does not use; offline the "
-        "request fails and nothing else depends on it.",
-    ),
-    (
-        re.compile(
-            r"^Failed to load resource: net::ERR_NAME_NOT_RESOLVED \(https://cdn\.holoviz\.org/panel/"
-            r"[\w.]+/dist/(css|bundled/theme)/[\w-]+\.css(\?v=[\w.]+)?:0\)$"
-        ),
-        "Panel 1.9 inlines component stylesheets only for the first render of a notebook output "
-        "(patch_inline_stylesheets in panel/viewable.py); models sent later over the comm (each live "
-        "redraw) link loading.css / alerts.css / theme/*.css from cdn.holoviz.org even with "
-        "pn.extension(inline=True). Offline these optional styles fail to load; bokeh's own styles are "
-        "inline, and the tests assert the plots and texts render. (Reported to the lead.)",
-    ),
-]
+CONSOLE_ALLOW: list[tuple[re.Pattern, str]] = []
+
+
+# Requests that leave the machine: every URL but 127.0.0.1/localhost (and data:/blob:).
+EXTERNAL_URL = re.compile(
+    r"^(?!(?:https?|wss?)://(?:127\.0\.0\.1|localhost)(?::\d+)?/)(?!data:|blob:|about:)"
+)
+
+
+class ExternalRequests:
+    """The offline check: every request of a browser context to a host other than
+    127.0.0.1/localhost (CSS, scripts, fonts, images, websockets alike) is recorded
+    in ``urls`` and aborted (the tests run offline; nothing may leave the machine)."""
+
+    def __init__(self, context: Any) -> None:
+        self.urls: list[str] = []
+        context.route(EXTERNAL_URL, lambda route: route.abort())
+        context.on("request", lambda request: self.record(request.url))
+
+    def watch(self, page: Any) -> None:
+        page.on("websocket", lambda ws: self.record(ws.url))
+
+    def record(self, url: str) -> None:
+        if EXTERNAL_URL.match(url):
+            self.urls.append(url)
+
+    def problems(self) -> list[str]:
+        return [f"external request (the page must work offline): {u}" for u in self.urls]
 
 
 class PageErrors:
@@ -557,6 +611,7 @@ def assert_clean(
     began, and (with ``nb``) no traceback in any cell's output but ``skip_cells``."""
     page.wait_for_timeout(settle_ms)  # let late messages arrive (not an assertion on time)
     problems = page.errors.problems() + [f"server log: {line}" for line in log.problems()]
+    problems += page.external.problems()
     if nb is not None:
         problems += [f"notebook output: {t}" for t in nb.stderr_tracebacks(skip_cells)]
     assert not problems, "errors while the test ran:\n" + "\n".join(problems)

@@ -1,5 +1,6 @@
-"""Fixtures for the browser tests: one JupyterLab server per session, one Chromium,
-a fresh page (and JupyterLab workspace) per test, with its console errors collected.
+"""Fixtures for the browser tests: one Jupyter server per front end (JupyterLab,
+Notebook 7) per session, one Chromium, a fresh page (and workspace, and kernel) per
+test, with its console errors and every request that leaves 127.0.0.1 collected.
 
 Run: ``pytest tests/e2e -o addopts=""`` (the project's addopts ignore tests/e2e).
 """
@@ -12,7 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
-from _lab import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LabServer, LogWatch, PageErrors
+from _lab import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    FRONTENDS,
+    ExternalRequests,
+    LabServer,
+    LogWatch,
+    Notebook,
+    PageErrors,
+)
 
 _DURATIONS: dict[str, float] = {}
 
@@ -67,12 +78,16 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory, artifacts):
-    """A JupyterLab server on 127.0.0.1 (no token, no news), stopped afterwards."""
+@pytest.fixture(scope="session", params=FRONTENDS)
+def jupyter(request, tmp_path_factory, artifacts):
+    """A Jupyter server on 127.0.0.1 (no token, no news): JupyterLab, then Notebook 7
+    (pytest runs the tests of one front end, then stops its server before the next
+    starts; ``@pytest.mark.parametrize("jupyter", ["lab"], indirect=True)`` limits a
+    test to one front end)."""
+    frontend = request.param
     t0 = time.perf_counter()
-    server = LabServer(tmp_path_factory.mktemp("jupyterlab"), artifacts / "jupyterlab.log")
-    print(f"\nJupyterLab up at {server.url} in {time.perf_counter() - t0:.1f} s")
+    server = LabServer(tmp_path_factory.mktemp(frontend), artifacts / f"{frontend}.log", frontend)
+    print(f"\n{frontend} up at {server.url} in {time.perf_counter() - t0:.1f} s")
     yield server
     server.stop()
 
@@ -93,17 +108,20 @@ def page(browser, request, artifacts):
     ``page.errors`` (a :class:`PageErrors`)."""
     context = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
     context.set_default_timeout(30_000)
+    external = ExternalRequests(context)  # the offline check, in every test
     pg = context.new_page()
+    external.watch(pg)
     errors = PageErrors()
     pg.on("console", errors.on_console)
     pg.on("pageerror", errors.on_pageerror)
     pg.errors = errors  # type: ignore[attr-defined]
+    pg.external = external  # type: ignore[attr-defined]
     t0 = time.perf_counter()
     yield pg
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
         try:
-            pg.screenshot(path=str(artifacts / f"{request.node.name}-FAILED.png"))
+            pg.screenshot(path=str(artifacts / f"{_shot_prefix(request)}-FAILED.png"))
         except Exception:
             pass
     context.close()
@@ -121,18 +139,43 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture()
-def lab_log(lab):
-    return LogWatch(lab.log_text)
+def jupyter_log(jupyter):
+    return LogWatch(jupyter.log_text)
+
+
+@pytest.fixture()
+def open_notebook(page, jupyter):
+    """``open_notebook("x.ipynb")``: a :class:`Notebook` in a fresh workspace and
+    kernel of this test's front end; its kernel is shut down after the test."""
+    opened: list[str] = []
+
+    def open_(name: str, timeout: float = 60) -> Notebook:
+        opened.append(name)
+        return Notebook(page, jupyter, name, timeout)
+
+    yield open_
+    for name in opened:
+        try:
+            jupyter.shutdown_sessions(name)
+        except OSError as e:  # the server is gone: it shut its kernels down with it
+            print(f"\ncould not shut down the kernel of {name}: {e}")
+
+
+def _shot_prefix(request) -> str:
+    """``<frontend>-<scenario>`` (``test_`` dropped) or just the scenario."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    scenario = request.node.originalname.removeprefix("test_")
+    return f"{params['jupyter']}-{scenario}" if "jupyter" in params else scenario
 
 
 @pytest.fixture()
 def shot(page, artifacts, request):
-    """``shot("state")`` saves a screenshot test-artifacts/e2e/<test>-<n>-<state>.png."""
+    """``shot("state")`` saves a screenshot test-artifacts/e2e/<frontend>-<scenario>-<n>-<state>.png."""
     n = [0]
 
     def take(state: str, full_page: bool = False) -> Path:
         n[0] += 1
-        path = artifacts / f"{request.node.name}-{n[0]}-{state}.png"
+        path = artifacts / f"{_shot_prefix(request)}-{n[0]}-{state}.png"
         page.screenshot(path=str(path), full_page=full_page)
         return path
 
