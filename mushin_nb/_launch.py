@@ -10,7 +10,6 @@ a refused call changes nothing, on disk or in memory.
 from __future__ import annotations
 
 import datetime as _dt
-import logging
 import os
 import sys
 import uuid
@@ -35,6 +34,7 @@ from ._launchers import (
     workers_overrides,
 )
 from ._overrides import has_node, parse_override, unquote
+from ._quiet import check_verbose, launch_logging, logging_overrides
 from ._signature import check_sweep_against_task
 from ._store import JobResult
 from ._sweep import SweepSpec, build_spec, render_value
@@ -62,6 +62,7 @@ class SweepPlan:
     pre_task: Callable[[Any], Any] | None
     launch_kwargs: dict[str, Any] = field(default_factory=dict)
     cfg: Any = None
+    verbose: bool = False  # Hydra's lines and the task's log records on stderr too (see _quiet)
 
 
 def _available_sweepers() -> list[str]:
@@ -238,9 +239,11 @@ def plan_sweep(
     launch_kwargs: Mapping[str, Any],
     signature: Sequence[Callable[..., Any]] = (),
     launcher_settings: Mapping[str, Any] | None = None,
+    verbose: bool = False,
 ) -> SweepPlan:
     """Check every argument of a sweep and build its plan. Pure: nothing is written
     and ``workflow`` is not changed; a bad argument raises before anything happens."""
+    check_verbose(verbose)
     _check_call(on_error, resume, working_dir, jobs, overrides)
     spec = build_spec(
         base_cfg=workflow.eval_task_cfg,
@@ -288,6 +291,7 @@ def plan_sweep(
         pre_task=pre_task,
         launch_kwargs=dict(launch_kwargs),
         cfg=workflow.eval_task_cfg,
+        verbose=verbose,
     )
 
 
@@ -312,17 +316,9 @@ def _hydra_overrides(plan: SweepPlan, sweep_dir: Path) -> list[str]:
     out.append(f"hydra.sweep.dir={render_value(str(sweep_dir))}")
     if not any(o.partition("=")[0].lstrip("+") == "hydra.job.chdir" for o in ovs):
         out.append("hydra.job.chdir=True")
-    if not any(o.startswith("hydra/hydra_logging=") for o in ovs):
-        # Hydra's own "Launching N jobs" lines stay out of notebook cells (the progress
-        # bar and the live view say it); each job's log file is unchanged
-        out.append("hydra/hydra_logging=none")
-    if plan.launch_kwargs.get("with_log_configuration", True) and not any(
-        o.startswith("hydra/job_logging=") or o.partition("=")[0].lstrip("+").startswith("hydra.job_logging")
-        for o in ovs
-    ):
-        # jobs log to their own <job_name>.log; a console handler on the root logger
-        # would echo every later log line of the notebook's process into its cells
-        out.append("hydra.job_logging.root.handlers=[file]")
+    # quiet cells (the progress bar and the live view say what runs), unless verbose=True
+    job_logging = plan.launch_kwargs.get("with_log_configuration", True)
+    out.extend(logging_overrides(plan.verbose, ovs, job_logging=job_logging))
     if plan.sweeper is not None:
         out.append(f"hydra/sweeper={plan.sweeper}")
     elif not any(o.startswith("hydra/sweeper=") for o in ovs):
@@ -548,22 +544,11 @@ def _launcher_fn(plan: SweepPlan, runner: JobRunner, launch_overrides: list[str]
 
     def do_launch() -> Any:
         restore = guard_global_hydra()
-        root = logging.getLogger()
-        handlers, level = list(root.handlers), root.level
-        try:
-            return launch(cfg, runner, overrides=launch_overrides, multirun=True, **kw)
+        try:  # Hydra's loggers quiet (or verbose) for the launch; the root logger put back after it
+            with launch_logging(plan.verbose, plan.hydra_overrides):
+                return launch(cfg, runner, overrides=launch_overrides, multirun=True, **kw)
         finally:
             restore()
-            # Hydra leaves the last job's log file handler on the root logger: later log
-            # lines of this process would be written into a finished sweep's job directory
-            for h in list(root.handlers):
-                if h not in handlers:
-                    root.removeHandler(h)
-                    h.close()
-            for h in handlers:
-                if h not in root.handlers:
-                    root.addHandler(h)
-            root.setLevel(level)
 
     return do_launch
 

@@ -105,6 +105,7 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
         jobs: int | None = None,
         launcher_settings: Mapping[str, Any] | None = None,
         save: str | Path | None = None,
+        verbose: bool = False,
         **workflow_overrides: OverrideValue,
     ) -> None:
         """Run the sweep and wait (see :meth:`BaseWorkflow.run`).
@@ -133,6 +134,7 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
             jobs=jobs,
             launcher_settings=launcher_settings,
             save=save,
+            verbose=verbose,
             **workflow_overrides,
         )
 

@@ -61,6 +61,7 @@ class RobustnessCurve(MultiRunMetricsWorkflow):
         jobs: int | None = None,
         launcher_settings: Mapping[str, Any] | None = None,
         save: str | Path | None = None,
+        verbose: bool = False,
         **workflow_overrides: OverrideValue,
     ) -> None:
         """Run the task for each ``epsilon`` (a list, a scalar, or a Hydra sweep
@@ -84,6 +85,7 @@ class RobustnessCurve(MultiRunMetricsWorkflow):
             jobs=jobs,
             launcher_settings=launcher_settings,
             save=save,
+            verbose=verbose,
             **workflow_overrides,
             epsilon=epsilon,  # type: ignore[arg-type]
         )

@@ -198,6 +198,7 @@ class BaseWorkflow:
         jobs: int | None = None,
         launcher_settings: Mapping[str, Any] | None = None,
         save: str | Path | None = None,
+        verbose: bool = False,
         **workflow_overrides: OverrideValue,
     ) -> None:
         """Run ``task`` over the grid of the ``multirun(...)`` keyword values and
@@ -233,6 +234,11 @@ class BaseWorkflow:
             finished cell in place within a second, the final Dataset at the end; readable
             at any moment, also after a crash). An existing file is refused, except by a
             resume, which continues it. See ``SweepRun.save``.
+        verbose : bool
+            False (the default): Hydra's lines and the task's log records go to each
+            job's log file only, nothing to the console or the cell. True: Hydra's
+            launch lines and the task's records (INFO and up) are shown on stderr
+            too, as rai mushin's console did.
         """
         sweep = self.start(
             working_dir=working_dir,
@@ -251,6 +257,7 @@ class BaseWorkflow:
             jobs=jobs,
             launcher_settings=launcher_settings,
             save=save,
+            verbose=verbose,
             **workflow_overrides,
         )
         self.wait(sweep, progress=progress)
@@ -293,6 +300,7 @@ class BaseWorkflow:
         jobs: int | None = None,
         launcher_settings: Mapping[str, Any] | None = None,
         save: str | Path | None = None,
+        verbose: bool = False,
         **workflow_overrides: OverrideValue,
     ) -> SweepRun:
         """Start the same sweep as :meth:`run` in a background thread and return
@@ -345,6 +353,7 @@ class BaseWorkflow:
                 raw_string_keys=self._raw_string_keys(),
                 launch_kwargs=launch_kwargs,
                 signature=self._signature_fns(task_fn_wrapper, pre_task_fn_wrapper),
+                verbose=verbose,
             )
 
         def bind(sweep: SweepRun) -> None:

@@ -121,7 +121,7 @@ def _start_demo(wf: Any, sweep_dir: Path, args: argparse.Namespace) -> Any:
             seed=multirun(SEEDS),
             working_dir=str(sweep_dir),
             resume=args.resume,
-            with_log_configuration=False,
+            verbose=args.verbose,
         )
     except (ValueError, TypeError, OSError, RuntimeError) as e:  # e.g. the task changed since
         text = in_flag_terms(str(e)).replace("resume='force'", "--overwrite (start again)")
@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the earlier demo sweep in OUT: run only its unfinished jobs",
     )
     d.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in OUT")
+    d.add_argument(
+        "--verbose", action="store_true", help="show Hydra's launch lines and the task's log records"
+    )
     d.set_defaults(func=_demo)
     e = sub.add_parser("export", help="write a sweep directory's Dataset to NetCDF")
     e.add_argument("sweep_dir", metavar="SWEEP_DIR", help="the sweep directory (the working_dir of a run)")

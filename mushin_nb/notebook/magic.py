@@ -155,6 +155,12 @@ class MushinMagics(Magics):
         help="show the sweep panel pre-filled from this line instead of running",
     )
     @argument("--no-view", action="store_true", help="no live view (a progress bar instead)")
+    @argument(
+        "--verbose",
+        action="store_true",
+        help="show Hydra's launch lines and the task's log records in the cell (they always go "
+        "to each job's log file)",
+    )
     @line_cell_magic
     def mushin_sweep(self, line: str, cell: str | None = None) -> Any:
         """Run a parameter sweep of the task the cell defines, with Hydra.
@@ -296,7 +302,7 @@ class MushinMagics(Magics):
                 jobs=args.jobs,
                 on_error=args.on_error,
                 resume="force" if (args.resume and args.force) else args.resume,
-                with_log_configuration=False,
+                verbose=args.verbose,
                 **(adaptive or {}),
             )
         except SweepBusy:
