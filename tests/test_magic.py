@@ -138,13 +138,16 @@ def test_no_task_in_cell(cell):
     assert "defines no task" in err(res)
 
 
-def test_failures_bind_then_raise_sweep_error(cell):
+def test_failures_bind_then_raise_sweep_error(cell, capsys):
     body = "def task(x: int) -> dict:\n    if x == 2:\n        raise ValueError('two')\n    return dict(y=x)"
     res, ns = cell("x=1,2,3 -o ds --no-view", body)
     assert isinstance(res.error_in_exec, SweepError)
     assert ns["ds"]["status"].values.tolist() == ["done", "failed", "done"]
     res, ns = cell("x=1,2,3 -o ds --no-view --on-error ignore", body)
     assert res.success and ns["ds"]["y"].sel(x=3).item() == 3
+    err = capsys.readouterr().err
+    assert "1 of 3 jobs failed (--on-error ignore); first: [x=2] ValueError: two" in err
+    assert "on_error=" not in err and "run.failures" not in err
 
 
 def test_save_and_overwrite(cell, tmp_path):
@@ -281,3 +284,80 @@ def test_resume_after_fixing_the_task_needs_force(cell, tmp_path):
     assert ns["ds"]["y"].values.tolist() == [1, 2, 3] and ns["ds_run"].skipped == 2
     res, _ = cell("x=1 --force --no-view", fixed)
     assert not res.success and "--force goes with --resume" in str(res.error_in_exec)
+
+
+# ------------------------------------------------------------------ in a real kernel: what a user sees
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    """A real IPython kernel (the venv's python3) in a directory of its own; ``run(code)``
+    executes a cell and returns its status and every output the front end would show
+    (streams, the error's rendered traceback), without ANSI colours."""
+    import re
+
+    from jupyter_client.manager import start_new_kernel
+
+    cwd = tmp_path_factory.mktemp("kernel")
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(cwd))
+
+    def run(code: str) -> tuple[str, str]:
+        outs: list[str] = []
+
+        def hook(msg):
+            c, t = msg["content"], msg["msg_type"]
+            if t == "stream":
+                outs.append(c["text"])
+            elif t == "error":
+                outs.append("\n".join(c["traceback"]))
+            elif t in ("execute_result", "display_data"):
+                outs.append(c["data"].get("text/plain", ""))
+
+        reply = kc.execute_interactive(code, output_hook=hook, timeout=300)
+        return reply["content"]["status"], re.sub(r"\x1b\[[0-9;]*m", "", "".join(outs))
+
+    run("%load_ext mushin_nb")
+    try:
+        yield run, cwd
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+FAILING = "def task(x: int) -> dict:\n    if x == 2:\n        raise ValueError('two')\n    return dict(y=x)\n"
+API_TERMS = ("resume=True", "resume='force'", "err.dataset", "wf.to_xarray", "working_dir=")
+INTERNALS = ("Traceback", "mushin_nb/", "magic.py", "_workflows.py", "_execution.py")
+
+
+def test_a_failed_cell_says_its_fix_with_the_cells_options_and_no_traceback(kernel):
+    run, cwd = kernel
+    status, text = run(f"%%mushin_sweep x=1,2,3 -o ds --no-view -d {cwd / 'fails'}\n{FAILING}")
+    assert status == "error"
+    assert "SweepError: 1 of 3 jobs of task failed" in text and "[x=2] ValueError: two" in text, text
+    assert "in ds (the -o variable)" in text
+    assert f"-d {cwd / 'fails'} --resume" in text and f"-d {cwd / 'fails'} --resume --force" in text
+    for term in API_TERMS + INTERNALS:
+        assert term not in text, (term, text)
+    # without -o: the advice says how to bind the results
+    status, text = run(f"%%mushin_sweep x=1,2 --no-view --on-error stop\n{FAILING}")
+    assert status == "error" and "--on-error stop" in text and "on_error=" not in text
+    assert "--resume -o NAME" in text and "-o NAME binds them" in text, text
+    # the advice works: fix the task, run the cell again with the options it named
+    fixed = "def task(x: int) -> dict:\n    return dict(y=x)\n"
+    status, text = run(f"%%mushin_sweep x=1,2,3 -o ds --no-view -d {cwd / 'fails'} --resume --force\n{fixed}")
+    assert status == "ok", text
+    status, text = run("print(ds['y'].values.tolist(), ds_run.skipped)")
+    assert text.strip() == "[1, 2, 3] 2", text
+
+
+def test_a_misspelled_launcher_in_a_cell_is_a_usage_error_before_anything_runs(kernel):
+    run, cwd = kernel
+    for line in ("--launcher jobllib", "hydra/launcher=jobllib", "hydra.launcher=jobllib"):
+        status, text = run(f"%%mushin_sweep x=1,2 -o typo --no-view -d {cwd / 'typo'} {line}\n{FAILING}")
+        assert status == "error" and text.startswith("UsageError: %%mushin_sweep: "), text
+        assert "jobllib" in text and "Nothing was started or changed" in text
+        assert "did you mean 'joblib'" in text or "--launcher jobllib" in text
+        for term in INTERNALS + ("0/2", "launcher='"):
+            assert term not in text, (term, text)
+    assert not (cwd / "typo").exists() and not (cwd / "multirun").exists()
+    assert run("print('typo' in dir())")[1].strip() == "False"

@@ -299,3 +299,50 @@ def test_refine_while_another_sweep_runs_puts_the_widgets_back(tmp_path, monkeyp
     p.refine_button.clicks += 1  # now it runs: only the new epsilon
     assert p.wait(60)["acc"].values.tolist() == [1.0, 0.5, 0.0] and p.run.skipped == 2
     assert p.working_dir == str(tmp_path / "curve") and p.resume
+
+
+def test_a_misspelled_launcher_is_refused_before_anything_exists_in_every_surface(ip, finished, tmp_path):
+    """``jobllib`` (and Hydra's own spellings of a wrong choice) is refused by the API,
+    the magic and the panel before any directory or progress bar exists, listing the
+    valid names with a did-you-mean, each in its surface's terms."""
+    disk = tree(tmp_path)
+    where = str(tmp_path / "typo")
+    api = [
+        (
+            dict(launcher="jobllib"),
+            ["launcher='jobllib' is not a launcher", "did you mean 'joblib'", "'mushin_nb'"],
+        ),
+        (
+            dict(overrides=["hydra/launcher=jobllib"]),
+            ["hydra/launcher=jobllib", "mushin_nb_joblib", "'joblib'"],
+        ),
+        (dict(overrides=["hydra.launcher=jobllib"]), ["plain value", "launcher='jobllib'"]),
+        (dict(overrides=["hydra/sweeper=basicc"]), ["hydra/sweeper=basicc", "did you mean 'basic'"]),
+        (dict(sweeper="basicc"), ["sweeper='basicc'", "did you mean 'basic'"]),
+    ]
+    for kw, says in api:
+        with pytest.raises(ValueError) as info:
+            Sq().run(x=multirun([1, 2]), working_dir=where, progress=False, **kw)
+        for text in says:
+            assert text in str(info.value), (kw, str(info.value))
+    before = _bind_namespace(ip)
+    magic = [
+        ("x=1,2 --launcher jobllib", ["--launcher jobllib is not a launcher", "did you mean 'joblib'"]),
+        ("x=1,2 hydra/launcher=jobllib", ["on the line: hydra/launcher=jobllib", "did you mean 'joblib'"]),
+        ("x=1,2 hydra.launcher=jobllib", ["'hydra.launcher=jobllib'", "--launcher jobllib"]),
+        ("x=1,2 --panel --launcher jobllib", ["--launcher jobllib is not a launcher"]),
+    ]
+    for line, says in magic:
+        msg = _refused(ip, f"{line} -o ds2 --no-view -d {where}")
+        for text in says:
+            assert text in msg, msg
+        assert "launcher='" not in msg and "overrides=" not in msg and "hydra/--launcher" not in msg, msg
+    _same_namespace(ip, before)
+    p = Sq().panel(x=[1, 2], working_dir=where, interval=None)
+    assert "joblib" in p.param.launcher.objects.values()  # the menu offers the installed launchers
+    assert p.start(launcher="jobllib") is None
+    assert "launcher jobllib is not a launcher" in p.message and "did you mean 'joblib'" in p.message
+    assert "launcher='" not in p.message and p.refusal_alert.visible
+    with pytest.raises(ValueError, match="did you mean 'joblib'"):
+        Sq().panel(x=[1, 2], launcher="jobllib")
+    assert tree(tmp_path) == disk and not (tmp_path / "multirun").exists()

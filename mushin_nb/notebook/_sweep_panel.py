@@ -338,7 +338,15 @@ class SweepPanel(param.Parameterized):
             self.failures_table.visible = True
         if run.done:
             self.cancel_button.disabled = True
-            if s["failed"]:
+            if run.error is not None:  # the sweep itself stopped (a full disk): said with the controls
+                err = run.error
+                self._say(
+                    f"Stopped: {getattr(err, 'summary', None) or f'{type(err).__name__}: {err}'} Fix the "
+                    f"cause, then tick resume, keep working directory {run.sweep_dir} and click Run to run "
+                    "the rest.",
+                    error=True,
+                )
+            elif s["failed"]:
                 self._say(
                     f"Finished: {s['failed']} of {s['total']} jobs failed (see the table; click a message for "
                     f"its traceback). Fix the task and Run with resume and working directory {run.sweep_dir} "

@@ -391,7 +391,7 @@ class MushinMagics(Magics):
         try:
             panel = sweep_panel(wf, **initial)
         except (TypeError, ValueError) as e:
-            raise UsageError(f"%%mushin_sweep --panel: {e}") from None
+            raise UsageError(f"%%mushin_sweep --panel: {in_option_terms(str(e))}") from None
         if args.out and self.shell is not None:
             self.shell.user_ns[args.out] = panel
         return panel
@@ -447,6 +447,14 @@ def _wait(wf: Any, run: Any, args: Any) -> None:
                 file=sys.stderr,
             )
             raise
+        fails = run.failures
+        if run.on_error == "ignore" and fails:  # said here, in the cell's terms (not the API's warning)
+            print(
+                f"mushin_nb: {len(fails)} of {run.status['total']} jobs failed (--on-error ignore); first: "
+                f"{fails[0].line()}. Tracebacks in each job's directory under {run.sweep_dir}.",
+                file=sys.stderr,
+            )
+            return
         run.raise_for_failures(label=type(wf).__name__)
     except SweepError as e:
         raise e.in_terms(cell_advice(e, args), summary=in_option_terms(e.summary)) from None
