@@ -17,6 +17,8 @@ temporary directory:
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import linecache
 import logging
 import os
@@ -233,11 +235,134 @@ def test_docs_list_every_public_name_in_the_api_reference():
     assert not missing, f"api.md does not document {missing}"
 
 
-def test_notebook_pages_are_the_notebooks():
-    """The site renders the notebooks that CI executes (links, not copies)."""
-    for name in ["tutorial.ipynb", "live_sweeps.ipynb"]:
-        page = DOCS / name
-        assert page.is_symlink() and page.resolve() == (ROOT / "notebooks" / name).resolve()
+def _docs_build():
+    """scripts/docs_build.py, the script (and MkDocs hook) that builds the executed pages."""
+    spec = importlib.util.spec_from_file_location("docs_build", ROOT / "scripts" / "docs_build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_executed_pages_are_built_not_committed():
+    """The site's notebook pages and example outputs are written by scripts/docs_build.py
+    from notebooks/ and the pages (never in git, so git never holds a stale copy), and
+    ``mkdocs build`` runs it as a hook."""
+    db = _docs_build()
+    tracked = subprocess.run(
+        ["git", "ls-files", "docs"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert not [f for f in tracked if f.endswith(".ipynb") or f.startswith("docs/generated/")], tracked
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert re.search(r"^hooks:\n  - scripts/docs_build\.py$", config, re.M)
+    for src, page in db.NOTEBOOKS.items():
+        assert (ROOT / "notebooks" / src).exists()
+        assert re.search(rf"^  - [^:]+: {re.escape(page)}$", config, re.M), page
+
+
+def test_docs_build_shows_the_examples_the_doc_tests_run():
+    """The outputs on a page are those of the examples :func:`test_page_examples_run` runs."""
+    db = _docs_build()
+    assert db.MD_PAGES
+    for page in db.MD_PAGES:
+        ours = [b["code"] for b in db.md_blocks((DOCS / page).read_text(encoding="utf-8"))]
+        assert ours == [b.code for b in blocks(DOCS / page) if not b.no_run], page
+
+
+def test_changed_sources_make_the_executed_pages_stale(tmp_path, monkeypatch):
+    """A changed code cell or example makes ``mkdocs build`` execute again; prose does not."""
+    db = _docs_build()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "docs").mkdir()
+    for src in db.NOTEBOOKS:
+        shutil.copy(ROOT / "notebooks" / src, tmp_path / "notebooks" / src)
+    for page in db.MD_PAGES:
+        shutil.copy(DOCS / page, tmp_path / "docs" / page)
+    monkeypatch.setattr(db, "ROOT", tmp_path)
+    monkeypatch.setattr(db, "DOCS", tmp_path / "docs")
+    monkeypatch.setattr(db, "OUT", tmp_path / "docs" / "generated")
+    monkeypatch.setattr(db, "STAMP", tmp_path / "docs" / "generated" / "stamp.json")
+    db.OUT.mkdir()
+    assert not db.is_fresh()  # nothing built yet
+    for p in db.generated_files():
+        p.write_text("{}", encoding="utf-8")
+    db.STAMP.write_text(json.dumps({"digest": db.digest()}), encoding="utf-8")
+    assert db.is_fresh() and db.build() is False  # up to date: nothing runs
+
+    page = tmp_path / "docs" / db.MD_PAGES[0]
+    page.write_text(page.read_text(encoding="utf-8") + "\nMore prose.\n", encoding="utf-8")
+    assert db.is_fresh()
+    page.write_text(page.read_text(encoding="utf-8") + "\n```python\nx = 1\n```\n", encoding="utf-8")
+    assert not db.is_fresh()
+
+    db.STAMP.write_text(json.dumps({"digest": db.digest()}), encoding="utf-8")
+    nb_path = tmp_path / "notebooks" / next(iter(db.NOTEBOOKS))
+    nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["source"] = "".join(code["source"]) + "\nprint('changed')"
+    nb_path.write_text(json.dumps(nb), encoding="utf-8")
+    assert not db.is_fresh()
+
+
+def test_outputs_are_shown_as_a_reader_sees_them():
+    """Plots become their PNG, progress widgets their final text, script payloads go;
+    a warning or a numpy repr in an output fails the build."""
+    nbformat = pytest.importorskip("nbformat")
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    db = _docs_build()
+    exec_ = db.EXEC_MIME
+    widgets = {
+        "bar": {
+            "model_name": "HBoxModel",
+            "state": {"children": ["IPY_MODEL_l", "IPY_MODEL_p", "IPY_MODEL_r"]},
+        },
+        "l": {"model_name": "HTMLModel", "state": {"value": "Train:\u2007100%"}},
+        "p": {"model_name": "FloatProgressModel", "state": {"value": 18.0, "max": 18.0}},
+        "r": {"model_name": "HTMLModel", "state": {"value": "\u200718/18\u2007[00:03&lt;00:00]"}},
+    }
+    outputs = [
+        new_output(
+            "display_data",
+            data={"application/javascript": "x", "application/vnd.holoviews_load.v0+json": "x"},
+        ),
+        new_output("display_data", data={"text/html": "<script>x()</script><style>a {}</style>"}),
+        new_output(
+            "display_data", data={"text/html": "<div></div>", exec_: ""}, metadata={exec_: {"id": "other"}}
+        ),
+        new_output(
+            "execute_result",
+            data={"text/html": "<div></div>", exec_: "", "text/plain": ":Curve"},
+            metadata={exec_: {"id": "plot"}},
+            execution_count=1,
+        ),
+        new_output(
+            "display_data", data={db.WIDGET_MIME: {"model_id": "bar"}, "text/plain": "Train: 0%| | 0/18"}
+        ),
+        new_output(
+            "display_data", data={"text/html": '<div class="xr-wrap">', "text/plain": "<xarray.Dataset>"}
+        ),
+        new_output("stream", name="stdout", text="done\n"),
+    ]
+    nb = new_notebook(cells=[new_code_cell("x", outputs=outputs)])
+    nb.metadata["widgets"] = {db.WIDGET_STATE: {"state": widgets}}
+    db.clean_outputs(nb, {"plot": b"\x89PNG"}, "nb")
+    out = nb.cells[0].outputs
+    assert [o.output_type for o in out] == ["execute_result", "display_data", "display_data", "stream"]
+    assert out[0].data == {"image/png": "iVBORw==", "text/plain": ":Curve"}
+    assert out[1].data == {"text/plain": "Train: 100%|██████████| 18/18 [00:03<00:00]"}
+    assert out[2].data == {"text/plain": "<xarray.Dataset>"}
+    nbformat.validate(nb)
+
+    bad = [
+        new_output("stream", name="stderr", text="x.py:1: UserWarning: careful\n"),
+        new_output("stream", name="stderr", text="WARNING:param.main: marker option not found\n"),
+        new_output("stream", name="stdout", text="{np.str_('linear'): 0.5}\n"),
+        new_output("execute_result", data={"text/plain": "np.float64(0.5)"}, execution_count=1),
+    ]
+    for o in bad:
+        with pytest.raises(db.DocsBuildError, match=r"nb, code cell 1 (prints a warning|shows a numpy repr)"):
+            db.clean_outputs(new_notebook(cells=[new_code_cell("x", outputs=[o])]), {}, "nb")
 
 
 def test_mkdocs_build_strict(tmp_path):
@@ -257,5 +382,38 @@ def test_mkdocs_build_strict(tmp_path):
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
     for name in ["MultiRunMetricsWorkflow", "SweepRun", "save_netcdf", "sweep_panel"]:
         assert name in api
-    tutorial = (site / "tutorial" / "index.html").read_text(encoding="utf-8")
-    assert "to_xarray" in tutorial
+    _check_executed_pages(site)
+
+
+def _pngs(html: str) -> list[str]:
+    return re.findall(r'<img[^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}', html)
+
+
+def _check_executed_pages(site: Path) -> None:
+    """The notebook pages and the robustness page show what the code printed and drew."""
+    import nbformat
+
+    db = _docs_build()
+    for src, page in db.NOTEBOOKS.items():  # executed copies of the notebooks, cell for cell
+        ours = nbformat.read(DOCS / page, as_version=4)
+        theirs = nbformat.read(ROOT / "notebooks" / src, as_version=4)
+        assert [c.source for c in ours.cells] == [c.source for c in theirs.cells], page
+        assert all(c.execution_count for c in ours.cells if c.cell_type == "code"), page
+    pages = {p: (site / p / "index.html").read_text(encoding="utf-8") for p in ["tutorial", "live_sweeps"]}
+    pages["robustness_notebook"] = (site / "robustness_notebook" / "index.html").read_text(encoding="utf-8")
+    for name, html in pages.items():
+        assert "holoviews_load" not in html and "Bokeh.embed" not in html, f"{name} carries script payloads"
+    tutorial = pages["tutorial"]
+    assert (
+        "to_xarray" in tutorial
+        and "NetCDF identical: True" in tutorial
+        and "&lt;xarray.Dataset&gt;" in tutorial
+    )
+    assert len(_pngs(tutorial)) >= 1  # the loss curves
+    live = pages["live_sweeps"]
+    assert "reused: 1" in live and "2 of 6 jobs of Fragile failed" in live
+    assert len(_pngs(pages["robustness_notebook"])) >= 3  # two hvplot curves and the panel
+    robustness = (site / "robustness" / "index.html").read_text(encoding="utf-8")
+    assert "&lt;xarray.Dataset&gt;" in robustness and "&lt;AdaptiveRun NoiseCurve finished" in robustness
+    images = re.findall(r'<img[^>]*src="\.\./(generated/robustness-[\w-]+\.png)"', robustness)
+    assert images and all((site / i).stat().st_size > 5000 for i in images), images
