@@ -407,25 +407,41 @@ class MushinMagics(Magics):
         print(f"mushin_nb: wrote {p}", file=sys.stderr)
 
     def _background(self, run: Any, view: Any, bind: Any, save: str | None, overwrite: bool) -> None:
-        if view is not None:
-            view.add_listener(bind)
+        """``--background``: ``NAME`` is rebound at each redraw of the view, and to the final
+        Dataset when the run ends, before ``NAME_run.wait()`` returns and ``NAME_run.done``
+        is true (the run's ``on_finish``, in the sweep's thread: a cell that waits for the
+        run blocks the kernel's main thread, where the view redraws, so the end cannot wait
+        for a redraw); a redraw that read the Dataset before the end never rebinds ``NAME``
+        after it. ``--save``: the file is final before ``wait()`` returns, too."""
+        lock = threading.Lock()
+        ended = threading.Event()
 
-        def finish() -> None:
-            try:
-                run.wait()
-            except BaseException:
-                pass
-            if view is not None:
-                view.join(30)
-            ds = run.dataset
-            bind(ds)
+        def on_redraw(ds: Any) -> None:
+            with lock:
+                if not ended.is_set():
+                    bind(ds)
+
+        def at_end(_run: Any = None) -> None:
+            with lock:
+                if ended.is_set():
+                    return
+                ended.set()
+                bind(run.dataset)
             if save:
                 try:
                     self._save(run, save)
-                except Exception as e:  # reported, never raised in a thread
+                except Exception as e:  # reported, never raised in the sweep's thread
                     print(f"mushin_nb: could not save {save}: {e}", file=sys.stderr)
 
-        threading.Thread(target=finish, name="mushin-magic-finish", daemon=True).start()
+        if view is not None:
+            view.add_listener(on_redraw)
+        run.on_finish(at_end)
+
+        def backstop() -> None:  # a run that ended while at_end was being registered
+            run.join(None)
+            at_end()
+
+        threading.Thread(target=backstop, name="mushin-magic-finish", daemon=True).start()
 
 
 def _wait(wf: Any, run: Any, args: Any) -> None:
