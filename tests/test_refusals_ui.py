@@ -346,3 +346,21 @@ def test_a_misspelled_launcher_is_refused_before_anything_exists_in_every_surfac
     with pytest.raises(ValueError, match="did you mean 'joblib'"):
         Sq().panel(x=[1, 2], launcher="jobllib")
     assert tree(tmp_path) == disk and not (tmp_path / "multirun").exists()
+
+
+def test_the_docs_list_every_launcher_name_the_refusals_offer():
+    """docs/scaling.md's launcher table has a row per entry of the launcher table, with
+    its Hydra config (what Hydra lists, e.g. mushin_nb_joblib) and its aliases."""
+    from pathlib import Path
+
+    from mushin_nb._launchers import LAUNCHERS
+
+    rows = {
+        line.split("|")[1].strip().split()[0].strip("`"): line
+        for line in (Path(__file__).parents[1] / "docs" / "scaling.md").read_text().splitlines()
+        if line.startswith("| `")
+    }
+    for info in LAUNCHERS:
+        assert info.name in rows, info.name
+        for name in (info.hydra, *info.internal, *(a for a in info.aliases if a)):
+            assert f"`{name}`" in rows[info.name], (info.name, name)
