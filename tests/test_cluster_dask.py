@@ -8,7 +8,8 @@ running cells shown; failures carry the job's own traceback; ``resume=True`` run
 only what is missing; ``cancel()`` stops the queued jobs and the running ones and
 marks their cells; ``on_error="stop"`` cancels the queued jobs; Ctrl-C of a blocking
 run cancels it; a worker killed mid-job is that cell's failure while the rest
-finish; a workflow defined in ``__main__`` reaches the workers by value, and code
+finish; the sweep panel runs on the cluster its "launcher settings" name; a
+workflow defined in ``__main__`` reaches the workers by value, and code
 the workers cannot import is a clear error naming the module; the process's own
 ``distributed.Client`` is used when no address is given, and a LocalCluster is
 started when there is none.
@@ -107,6 +108,33 @@ def test_live_failures_traceback_resume(dask_address, tmp_path):
     wf.run(**kw, resume=True, progress=False)
     assert wf.last_run.skipped == 5
     assert wf.to_xarray()["y"].values.tolist() == [0, 1, 4, 9, 16, 25]
+
+
+def test_the_panel_runs_on_the_cluster_of_its_launcher_settings(dask_address, tmp_path):
+    """The sweep panel with launcher dask and the cluster's address in its "launcher
+    settings" field (launcher_settings= as in code): Run sends the jobs to the workers."""
+    from mushin_nb.notebook.panel import sweep_panel
+
+    p = sweep_panel(
+        Work(),
+        x=[0, 1, 2, 3],
+        delay=0.2,
+        launcher="dask",
+        launcher_settings={"address": dask_address},
+        working_dir=str(tmp_path / "s"),
+        interval=None,
+    )
+    assert p.launcher_settings == f"address='{dask_address}'" and not p.reason
+    p.launcher_settings = "adress=" + dask_address  # misspelled: Run is disabled, and says why
+    assert p.run_button.disabled and "has no setting 'adress'; did you mean 'address'?" in p.reason
+    p.launcher_settings = "address=" + dask_address  # as the user types it: no quotes
+    assert not p.run_button.disabled
+    p.run_button.clicks += 1
+    ds = p.wait(300)
+    assert ds["y"].values.tolist() == [0, 1, 4, 9]
+    pids = {int(x) for x in ds["pid"].values}
+    assert os.getpid() not in pids  # ran on the cluster's workers
+    assert p.message.startswith("Finished: 4 jobs")
 
 
 def test_worker_killed_mid_job_is_that_cells_failure(dask_address, tmp_path):

@@ -65,6 +65,51 @@ def test_an_unknown_setting_is_refused_before_anything_runs(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+def test_the_panels_launcher_settings_are_checked_before_a_run(tmp_path):
+    """The sweep panel's "launcher settings" field: read as name=value items, checked
+    against the chosen launcher's settings (Run disabled, saying why), passed to the
+    run as launcher_settings=; a dict setting reaches the composed launcher config."""
+    from mushin_nb.notebook.panel import sweep_panel
+
+    p = sweep_panel(Work(), x=[1, 2], launcher="joblib", launcher_settings="partition=gpu", interval=None)
+    assert p.run_button.disabled
+    assert "launcher settings: launcher joblib has no setting 'partition'; its settings are" in p.reason
+    assert p.start() is None and "has no setting 'partition'" in p.message  # nothing ran
+    p.launcher_settings = "n_jobs"
+    assert p.run_button.disabled and "'n_jobs' is not name=value" in p.reason
+    p.launcher_settings = "n_jobs=1,2"
+    assert p.run_button.disabled and "a setting takes one value" in p.reason
+    p.launcher_settings = "n_jobs=2 prefer=processes"
+    assert not p.run_button.disabled
+    assert p.kwargs()["launcher_settings"] == {"n_jobs": 2, "prefer": "processes"}
+    p.launcher = "mushin_nb"  # a launcher without these settings: refused again
+    assert p.run_button.disabled and "launcher mushin_nb has no setting 'n_jobs'" in p.reason
+    p.launcher = "joblib"
+    p.working_dir = str(tmp_path / "s")
+    p.run_button.clicks += 1
+    ds = p.wait(300)
+    assert ds["y"].values.tolist() == [1, 4]
+    cfg = (tmp_path / "s" / "multirun.yaml").read_text()
+    assert "n_jobs: 2" in cfg and "prefer: processes" in cfg  # what the launcher ran with
+
+
+def test_the_magics_panel_takes_the_lines_launcher_settings(tmp_path, monkeypatch):
+    """``%%mushin_sweep --panel ... hydra.launcher.<name>=<value>``: the panel's field."""
+    from _ipy import shell
+
+    monkeypatch.chdir(tmp_path)
+    ip = shell()
+    ip.user_ns.pop("p", None)
+    res = ip.run_cell(
+        "%%mushin_sweep x=1,2 --panel -o p --launcher joblib hydra.launcher.n_jobs=2\n"
+        "def task(x: int) -> dict:\n    return dict(y=x)\n"
+    )
+    assert res.success, res.error_in_exec
+    p = ip.user_ns["p"]
+    assert p.launcher == "joblib" and p.launcher_settings == "hydra.launcher.n_jobs=2" and not p.reason
+    assert p.kwargs()["launcher_settings"] == {"n_jobs": 2}
+
+
 @pytest.mark.skipif(not HAS_DASK, reason="distributed is not installed (pip install 'mushin-nb[dask]')")
 def test_no_scheduler_at_the_address_says_so(tmp_path):
     """Not an OSError (the run would call it a file-system problem): what to check."""

@@ -13,6 +13,7 @@ import param
 
 from .._launchers import DEFAULT_LAUNCHER, LAUNCHERS, installed_launchers, launcher_label, resolve_launcher
 from . import _deps
+from ._launcher_settings import check_settings, settings_text
 from ._params import TaskParam, accepted_text, make_workflow, task_params
 from ._picker import ValuePicker
 from ._status import status_counts_html
@@ -29,6 +30,7 @@ _CONTROL_TERMS = [
     (re.compile(r"\bresume=True\b"), "resume (ticked)"),
     (re.compile(r"\bresume=False\b"), "resume unticked"),
     (re.compile(r"\bworking_dir="), "working directory "),
+    (re.compile(r"\blauncher_settings\b=?"), "launcher settings "),
     (re.compile(r"\blauncher='([^']*)'"), r"launcher \1"),
     (re.compile(r"\blauncher="), "launcher "),
     (re.compile(r"\bjobs="), "parallel jobs "),
@@ -102,6 +104,11 @@ class SweepPanel(param.Parameterized):
         objects=[DEFAULT_LAUNCHER],
         doc="Hydra launcher (installed ones; mushin_nb = in-process, the default).",
     )
+    launcher_settings = param.String(
+        default="",
+        doc="The launcher's settings as name=value items, e.g. partition=gpu timeout_min=60 "
+        "(launcher_settings={...} in code; hydra.launcher.<name>=<value> in the magic).",
+    )
     working_dir = param.String(default="", doc="Sweep directory ('' = a new one under ./multirun).")
     resume = param.Boolean(default=False, doc="Reuse results already in the working directory.")
     on_error = param.Selector(default="collect", objects=["collect", "stop", "ignore"])
@@ -137,6 +144,8 @@ class SweepPanel(param.Parameterized):
         for k, v in panel_opts.items():
             if k == "launcher":  # a name or alias of the launcher table -> its name
                 v = resolve_launcher(v).name
+            if k == "launcher_settings":  # a dict as in code, or the field's text
+                v = settings_text(v)
             setattr(self, k, v if k != "working_dir" else str(v or ""))
         self.pickers: dict[str, ValuePicker] = {}
         for p in self._pickable(params):
@@ -146,7 +155,7 @@ class SweepPanel(param.Parameterized):
         self._build_run_controls()
         self._build_save_controls(str(save_path or ""))
         self.view_area = _deps.pn().Column(sizing_mode="stretch_width")
-        self.param.watch(self._update, ["working_dir", "resume", "launcher", "workers"])
+        self.param.watch(self._update, ["working_dir", "resume", "launcher", "workers", "launcher_settings"])
         self._update()
 
     def _build_run_controls(self) -> None:
@@ -211,6 +220,11 @@ class SweepPanel(param.Parameterized):
             reasons.append(
                 f"{self.workers} parallel jobs need a parallel launcher: choose joblib (or set workers to 1)"
             )
+        if self.launcher_settings.strip():
+            try:  # checked against the chosen launcher's settings before anything runs
+                check_settings(self.launcher_settings, self.launcher)
+            except ValueError as e:
+                reasons.append(str(e))
         if self.run is not None and not self.run.done:
             reasons.append("a sweep is running: wait for it or cancel it")
         self.reason = "; ".join(reasons)
@@ -235,6 +249,8 @@ class SweepPanel(param.Parameterized):
         kw["on_error"] = self.on_error
         if self.workers is not None and self.launcher not in _SERIAL:
             kw["jobs"] = self.workers
+        if self.launcher_settings.strip():
+            kw["launcher_settings"] = check_settings(self.launcher_settings, self.launcher)
         return kw
 
     # -------------------------------------------------------------- actions
@@ -442,11 +458,18 @@ class SweepPanel(param.Parameterized):
             pn.widgets.Select.from_param(self.param.on_error, **_deps.label("on error"), width=110),
             pn.widgets.Checkbox.from_param(self.param.resume, margin=(30, 10)),
         )
+        settings = pn.widgets.TextInput.from_param(
+            self.param.launcher_settings,
+            **_deps.label("launcher settings"),
+            placeholder="name=value ..., e.g. partition=gpu timeout_min=60 (address=... for dask / ray)",
+            sizing_mode="stretch_width",
+        )
         self._layout = pn.Column(
             pn.pane.HTML(f"<h3 style='margin:4px 0'>{html.escape(self._title())}</h3>"),
             params_box,
             *self._extra_controls(),
             opts,
+            settings,
             pn.Row(self.run_button, self.cancel_button, self.jobs_text, self.progress, self.progress_text),
             self.reason_text,
             self.refusal_alert,

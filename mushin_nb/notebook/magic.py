@@ -377,6 +377,9 @@ class MushinMagics(Magics):
         working_dir, save = strip_quotes(args.working_dir), strip_quotes(args.save)
         if args.launcher:
             initial["launcher"] = strip_quotes(args.launcher)
+        settings = [t for t in overrides.hydra if t.lstrip("+").startswith("hydra.launcher.")]
+        if settings:  # the panel's "launcher settings" field
+            initial["launcher_settings"] = " ".join(settings)
         if working_dir:
             initial["working_dir"] = working_dir
         if args.resume:
