@@ -364,3 +364,57 @@ def test_the_docs_list_every_launcher_name_the_refusals_offer():
         assert info.name in rows, info.name
         for name in (info.hydra, *info.internal, *(a for a in info.aliases if a)):
             assert f"`{name}`" in rows[info.name], (info.name, name)
+
+
+class Big(MultiRunMetricsWorkflow):
+    @staticmethod
+    def task(x: int) -> dict:
+        import numpy as np
+
+        return dict(y=x * 10, a=np.full(12000, float(x)))  # about 96 kB per job
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A real 600 kB tmpfs (root only; CI runs as root)."""
+    import shutil
+    import uuid
+
+    mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root and must be able to mount a tmpfs")
+        pytest.skip("mounting a tmpfs needs root (CI runs this test)")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_sweep_stopped_by_a_full_disk_is_said_with_each_surfaces_controls(ip, small_disk, monkeypatch):
+    """The engine's SweepError (fix: resume to run the rest) said as the magic's options
+    (shown without frames inside mushin_nb) and with the panel's controls."""
+    from mushin_nb import SweepError
+
+    monkeypatch.chdir(small_disk.parent)
+    ip.user_ns["Big"] = Big
+    wd = small_disk / "cell"
+    res = ip.run_cell(f"%mushin_sweep --workflow Big x=range(12) -o big --no-view -d {wd}")
+    err = res.error_in_exec
+    assert isinstance(err, SweepError) and err.fix == "resume_rest", err
+    shown = "\n".join(err._render_traceback_())  # what IPython shows for it
+    assert "No space left on device" in shown and f"run the cell again with -d {wd} --resume to run" in shown
+    for term in ("resume=True", "working_dir=", "Traceback", "mushin_nb/"):
+        assert term not in shown, (term, shown)
+    subprocess.run(["rm", "-rf", str(wd)], check=True)  # room for the panel's sweep
+    p = Big().panel(x=list(range(12)), working_dir=str(small_disk / "panel"), interval=None)
+    p.run_button.clicks += 1
+    assert p.run is not None and p.run.join(120)
+    p.view.join(30)
+    p.view.tick(force=True)
+    assert p.message.startswith("Stopped: The sweep of Big stopped: No space left on device"), p.message
+    assert "tick resume, keep working directory" in p.message and "resume=True" not in p.message
