@@ -2,6 +2,7 @@
 launcher; joblib and submitit_local stream results, capture failures, resume
 and cancel. Real Hydra launchers, real processes, real files."""
 
+import importlib.util
 import logging
 import os
 import sys
@@ -440,34 +441,42 @@ def test_submitit_slurm_settings_compose(tmp_path):
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
 
 
-def _docs_slurm_settings() -> dict:
-    """The ``launcher_settings={...}`` of the SLURM example in docs/scaling.md, as written."""
+def _docs_settings(section: str, launcher: str) -> dict:
+    """The ``launcher_settings={...}`` of the first example of a section of
+    docs/scaling.md, as written."""
     import ast
     import re
 
     text = (Path(__file__).parents[1] / "docs" / "scaling.md").read_text()
-    section = text[text.index("## SLURM") :]
-    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    part = text[text.index(f"\n## {section}\n") :]
+    block = re.search(r"```python\n(.*?)```", part, re.S).group(1)
     call = next(
         n
         for n in ast.walk(ast.parse(block))
         if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "start"
     )
     kw = {k.arg: k.value for k in call.keywords}
-    assert ast.literal_eval(kw["launcher"]) == "slurm"
-    return ast.literal_eval(kw["launcher_settings"])
+    assert ast.literal_eval(kw["launcher"]) == launcher
+    return eval(compile(ast.Expression(kw["launcher_settings"]), "docs/scaling.md", "eval"), {})
 
 
-def test_the_docs_slurm_settings_compose():
-    """Every setting of docs/scaling.md's SLURM example reaches the composed launcher
-    config with its value, the dict one (sbatch's additional_parameters) included."""
+@pytest.mark.parametrize(
+    "section,launcher,dict_setting",
+    [("SLURM", "slurm", "additional_parameters"), ("Ray", "ray", "remote"), ("Ray", "ray", "init")],
+)
+def test_the_docs_launcher_settings_compose(section, launcher, dict_setting):
+    """Every setting of docs/scaling.md's SLURM and Ray examples reaches the composed
+    launcher config with its value, the dict ones (sbatch's additional_parameters, Ray's
+    task options) included."""
     from hydra import compose, initialize
 
     from mushin_nb._launchers import resolve_launcher, settings_overrides
 
-    settings = _docs_slurm_settings()
-    assert isinstance(settings["additional_parameters"], dict) and settings["additional_parameters"]
-    info = resolve_launcher("slurm", known=["mushin_nb_submitit_slurm"])
+    if launcher == "ray" and importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed (pip install 'mushin-nb[ray]')")
+    settings = _docs_settings(section, launcher)
+    assert isinstance(settings[dict_setting], dict) and settings[dict_setting]
+    info = resolve_launcher(launcher)
     overrides = settings_overrides(info, settings)
     with initialize(version_base="1.3", config_path=None):
         cfg = compose(overrides=[f"hydra/launcher={info.hydra}", *overrides], return_hydra_config=True)
