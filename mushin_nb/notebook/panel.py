@@ -53,7 +53,8 @@ def sweep_panel(task_or_workflow: Any, **initial: Any) -> SweepPanel:
     instance); a ``RobustnessCurve`` gets a :class:`RobustnessPanel`.
 
     ``initial`` pre-fills it: task parameters (a list sweeps, a scalar fixes),
-    and ``launcher``, ``working_dir``, ``resume``, ``workers``, ``on_error``,
+    and ``launcher``, ``launcher_settings`` (a dict as in ``start``, or the field's
+    ``name=value`` text), ``working_dir``, ``resume``, ``workers``, ``on_error``,
     ``save_path``, ``metric``, ``interval`` (seconds between redraws).
 
     Examples
