@@ -8,9 +8,12 @@ Two public means, both scoped to the launch:
 
 - Hydra's own configs, as overrides of the launch: ``hydra/hydra_logging=none`` and
   ``hydra.job_logging.root.handlers=[file]`` (the job log file only);
-- the levels of the ``hydra`` and ``hydra_plugins`` loggers (every Hydra module and
-  launcher plugin logs under one of them) at WARNING while the sweep runs, put back
-  after it with the root logger's handlers and level.
+- a filter, while the sweep runs, on the handlers that were already there: they take
+  no record below WARNING from the ``hydra``, ``hydra_plugins``, ``mushin_nb`` and
+  ``distributed`` loggers (every Hydra module, launcher plugin, mushin_nb launch and
+  Dask cluster logs under one of them); removed after it, when the root logger's
+  handlers and level are put back. (Not the levels of those loggers: importing Dask
+  sets its own, and a level would also cut those records from the job log files.)
 
 ``verbose=True``: Hydra's ``hydra/hydra_logging=default`` and its job logging's
 console handler, both to ``sys.stderr``: Hydra's launch lines and the task's log
@@ -32,8 +35,9 @@ from contextlib import contextmanager
 
 __all__ = ["check_verbose", "launch_logging", "logging_overrides"]
 
-# the parents of every logger of Hydra (hydra.*) and of its plugins (hydra_plugins.*)
-_HYDRA_LOGGERS = ("hydra", "hydra_plugins")
+# the loggers (and their children) of Hydra, its plugins, mushin_nb (the Dask and Ray
+# launches log their lines there) and Dask (a local cluster's start)
+_CHATTER = frozenset({"hydra", "hydra_plugins", "mushin_nb", "distributed"})
 
 
 def check_verbose(verbose: object) -> None:
@@ -101,33 +105,56 @@ def logging_overrides(verbose: bool, overrides: Sequence[str], *, job_logging: b
     return out
 
 
+def _no_chatter(record: logging.LogRecord) -> bool:
+    """False for a record below WARNING from Hydra, its plugins, mushin_nb or Dask."""
+    return record.levelno >= logging.WARNING or record.name.partition(".")[0] not in _CHATTER
+
+
+def _console_handlers() -> list[logging.Handler]:
+    """The handlers a record of Hydra, its plugins, mushin_nb or Dask reaches now: the
+    root logger's and those of the loggers of ``_CHATTER`` themselves."""
+    out: list[logging.Handler] = []
+    for lg in [logging.getLogger()] + [logging.getLogger(n) for n in sorted(_CHATTER)]:
+        out += [h for h in lg.handlers if h not in out]
+    return out
+
+
 @contextmanager
 def launch_logging(verbose: bool, overrides: Sequence[str] = ()) -> Iterator[None]:
-    """Around one Hydra launch: the ``hydra`` / ``hydra_plugins`` loggers at WARNING
-    (quiet) or INFO (verbose), unless the user's ``overrides`` configure Hydra's
-    logging; after it, those levels and the root logger's handlers and level as
-    they were (Hydra leaves the last job's log file handler on the root logger: later
-    log lines of this process would be written into a finished sweep's job directory).
+    """Around one Hydra launch. Quiet (unless the user's ``overrides`` configure
+    Hydra's logging): the handlers already there (on the root logger, e.g. a console
+    handler an earlier ``hydra_zen.launch`` or ``logging.basicConfig`` left) take no
+    record below WARNING from Hydra, its plugins, mushin_nb or Dask. After it: those
+    handlers as they were, and the root logger's handlers and level (Hydra leaves the
+    last job's log file handler on the root logger: later log lines of this process
+    would be written into a finished sweep's job directory).
 
     Examples
     --------
+    >>> import io
+    >>> stream = io.StringIO()
+    >>> console = logging.StreamHandler(stream)
+    >>> root = logging.getLogger()
+    >>> root.addHandler(console)
     >>> with launch_logging(False):
-    ...     logging.getLogger("hydra_plugins.x").isEnabledFor(logging.INFO)
-    False
-    >>> logging.getLogger("hydra").level == logging.NOTSET
-    True
+    ...     root.warning("a user's line")
+    ...     logging.getLogger("hydra_plugins.some_launcher").warning("a warning")
+    ...     logging.getLogger("hydra_plugins.some_launcher").log(logging.ERROR - 30, "chatter")
+    >>> root.removeHandler(console)
+    >>> print(stream.getvalue(), end="")
+    a user's line
+    a warning
     """
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    scoped = [] if _given(overrides, "hydra_logging") else [logging.getLogger(n) for n in _HYDRA_LOGGERS]
-    levels = [lg.level for lg in scoped]
-    for lg in scoped:
-        lg.setLevel(logging.INFO if verbose else logging.WARNING)
+    filtered = [] if verbose or _given(overrides, "hydra_logging") else _console_handlers()
+    for h in filtered:
+        h.addFilter(_no_chatter)
     try:
         yield
     finally:
-        for lg, lv in zip(scoped, levels):
-            lg.setLevel(lv)
+        for h in filtered:
+            h.removeFilter(_no_chatter)
         for h in list(root.handlers):
             if h not in handlers:
                 root.removeHandler(h)
