@@ -233,6 +233,41 @@ def _scalar_array(pairs: list[tuple[JobResult, Any]], grid: Grid) -> np.ndarray 
 _NONE = object()
 
 
+def nullable_text(arr: np.ndarray, present: Sequence[JobResult], grid: Grid) -> np.ndarray:
+    """A text metric that a job returned None for: an object array of ``str``, NaN in
+    each cell without a text (that job's, and those of the jobs not done), as in a
+    number metric; NaN, not None, because xarray turns None into NaN in an object array
+    (``isnull()`` finds both). ``save_netcdf``/``load_netcdf`` keep them; a returned
+    ``""`` stays ``""``."""
+    out = arr.astype(object)
+    has = np.zeros(grid.shape, dtype=bool)
+    for r in present:
+        has[grid.full_index(r)] = True
+    out[~has] = np.nan
+    return out
+
+
+def none_fill(values: np.ndarray) -> str | None:
+    """For an object array of ``str`` and missing cells (None or NaN: a text metric
+    with None, see :func:`nullable_text`): a text that none of its values is, which
+    NetCDF stores in the missing cells (the variable's ``_FillValue``) and xarray reads
+    back as NaN. None for any other array.
+
+    >>> none_fill(np.array(["a", np.nan], dtype=object)) == chr(31), none_fill(np.array(["a", "b"]))
+    (True, None)
+    """
+    if values.dtype != object or not values.size:
+        return None
+    flat = values.ravel().tolist()
+    missing = [v for v in flat if type(v) is not str]
+    if not missing or not all(v is None or (type(v) is float and v != v) for v in missing):
+        return None
+    fill = "\x1f"  # the ASCII unit separator; longer if a value is just that
+    while fill in flat:
+        fill += "\x1f"
+    return fill
+
+
 def _metric_vars(
     done: Sequence[JobResult], grid: Grid, coord_from_metrics: str | None, notes: list[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -255,6 +290,8 @@ def _metric_vars(
             arr = _metric_array(name, [(r, np.asarray(v)) for r, v in present], grid, notes)
         if arr is None:
             continue
+        if arr.dtype.kind == "U" and len(present) < len(pairs):  # a job returned None
+            arr = nullable_text(arr, [r for r, _ in present], grid)
         extra: list[str] = []
         for n, size in enumerate(arr.shape[len(grid.shape) :]):
             if (
@@ -305,7 +342,9 @@ def build_dataset(
     """Place each job's metrics at the grid cell of its parameter values.
 
     Cells without a result are NaN (numbers; ints and bools are promoted to float
-    while any cell is missing) or "" (strings). The job order never matters. What
+    while any cell is missing) or "" (strings). A text metric that a job returned None
+    for is an object array, NaN in each cell without a text (a returned "" stays "").
+    The job order never matters. What
     cannot be shown as returned (a metric whose jobs disagree on its kind, a ragged
     metric that is padded, a renamed metric) is told in one RuntimeWarning.
 
@@ -521,7 +560,8 @@ def save_netcdf(ds: xr.Dataset, path: str | os.PathLike, overwrite: bool = False
     out.attrs = encode_attrs(ds.attrs)
     for name in list(out.variables):
         out[name].attrs = encode_attrs(ds[name].attrs)
-        out[name].encoding = {}
+        fill = none_fill(out[name].values)  # a text metric's missing cells stay missing
+        out[name].encoding = {} if fill is None else {"_FillValue": fill}
     path.parent.mkdir(parents=True, exist_ok=True)
     # the file's mode follows the umask; a temporary file left by an interrupted save
     # (its writer gone) is removed here
@@ -542,7 +582,8 @@ def load_netcdf(path: str | os.PathLike) -> xr.Dataset:
     """Read a file written by :func:`save_netcdf` (or any NetCDF file) into memory.
 
     Attributes that :func:`save_netcdf` stored as JSON are decoded; string variables
-    and coordinates come back as ``str`` arrays; nothing is left open.
+    and coordinates come back as ``str`` arrays (a text metric with missing cells as
+    the object array it was saved as, NaN in them); nothing is left open.
 
     Examples
     --------

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._dataset import encode_attrs, netcdf_engine, save_netcdf
+from ._dataset import encode_attrs, netcdf_engine, none_fill, save_netcdf
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -431,7 +431,8 @@ def _file_dataset(ds: xr.Dataset) -> tuple[xr.Dataset, dict[str, int]]:
             widths[str(name)] = w
         else:
             out[name].attrs = encode_attrs(v.attrs)
-            out[name].encoding = {}
+            fill = none_fill(v.values)  # a text metric with None: NaN stays NaN
+            out[name].encoding = {} if fill is None else {"_FillValue": fill}
     for name in out.coords:
         out[name].attrs = encode_attrs(ds[name].attrs)
         out[name].encoding = {}

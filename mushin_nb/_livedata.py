@@ -101,6 +101,7 @@ class _Metric:
         "dtype",
         "error",
         "mshape",
+        "nulls",
     )
 
     def __init__(self, name: str) -> None:
@@ -115,6 +116,7 @@ class _Metric:
         self.dtype: np.dtype | None = None
         self.error: str | None = None  # the dtypes do not mix
         self.mshape: tuple[int, ...] = ()
+        self.nulls = False  # a job returned None for it
 
     @property
     def left_out(self) -> bool:
@@ -262,6 +264,9 @@ class LiveDataset:
             if m is None:
                 m = self._metrics[name] = _Metric(name)
             if value is None:
+                m.nulls = True
+                if m.text:  # text with None: build_dataset's object array (the slow way)
+                    self._rebuild_each = True
                 continue
             self._put(m, idx, np.asarray(value), r)
         self._touch(idx)
@@ -271,6 +276,8 @@ class LiveDataset:
         dt = v.dtype
         if dt.kind in "US":
             m.text = True
+            if m.nulls:
+                self._rebuild_each = True
         else:
             m.other = True
         if dt.kind == "O":
