@@ -9,7 +9,9 @@ keyword arguments, and the magic, the panel and the CLI re-render it with
 
 from __future__ import annotations
 
+import functools
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +20,15 @@ if TYPE_CHECKING:
 
     from ._execution import JobFailure
 
-__all__ = ["SweepError", "outside_frames"]
+__all__ = ["SweepError", "outside_frames", "refusal"]
 
 _PACKAGE = str(Path(__file__).resolve().parent)
 
 
 def outside_frames(tb: TracebackType | None) -> list[str]:
-    """The formatted frames of ``tb`` outside this package and IPython's own code
-    (the user's cells and modules), as ``traceback.format_list`` gives them.
+    """The caller's own frames of ``tb``: those before the first frame inside this
+    package (the user's cells and modules, not IPython's own code), formatted as
+    ``traceback.format_list`` does.
 
     >>> outside_frames(None)
     []
@@ -36,16 +39,50 @@ def outside_frames(tb: TracebackType | None) -> list[str]:
     try:
         import IPython
 
-        ipython = str(Path(IPython.__file__).resolve().parent)
+        ipython = str(Path(IPython.__file__).resolve().parent) + os.sep
     except ImportError:  # pragma: no cover
         pass
     keep = []
     for fr in traceback.extract_tb(tb):
-        f = os.path.realpath(fr.filename) if not fr.filename.startswith("<") else fr.filename
-        if f.startswith(_PACKAGE + os.sep) or (ipython is not None and f.startswith(ipython + os.sep)):
-            continue
-        keep.append(fr)
-    return traceback.format_list(keep)
+        f = fr.filename if fr.filename.startswith("<") else os.path.realpath(fr.filename)
+        if f.startswith(_PACKAGE + os.sep):
+            break  # from here on: this package's internals (and what they call)
+        if ipython is None or not f.startswith(ipython):
+            keep.append(fr)
+    return [t.rstrip("\n") for t in traceback.format_list(keep)]
+
+
+def refusal(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a function that checks a user's arguments: a ``ValueError``,
+    ``TypeError`` or ``OSError`` out of it is a refusal, which IPython shows with the
+    caller's frames and the message only (:func:`outside_frames`); elsewhere (a script,
+    a debugger) its traceback is whole.
+
+    >>> @refusal
+    ... def check(n):
+    ...     if n < 0:
+    ...         raise ValueError(f"n={n}: give n >= 0")
+    >>> try:
+    ...     check(-1)
+    ... except ValueError as e:
+    ...     print(e._render_traceback_()[-1])
+    ValueError: n=-1: give n >= 0
+    """
+
+    @functools.wraps(fn)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, TypeError, OSError) as e:
+            if not hasattr(e, "_render_traceback_"):
+                e._render_traceback_ = functools.partial(_render, e)  # type: ignore[attr-defined]
+            raise
+
+    return checked
+
+
+def _render(e: BaseException) -> list[str]:
+    return [*outside_frames(e.__traceback__), f"{type(e).__name__}: {e}"]
 
 
 class SweepError(RuntimeError):
@@ -121,5 +158,4 @@ class SweepError(RuntimeError):
         """How IPython shows it: the caller's own frames and the message, without the
         frames inside this package (a job's failure is not a fault in them; each job's
         traceback is in its directory)."""
-        frames = outside_frames(self.__traceback__) if self.show_frames else []
-        return [*frames, f"{type(self).__name__}: {self}"]
+        return _render(self) if self.show_frames else [f"{type(self).__name__}: {self}"]

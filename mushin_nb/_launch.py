@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _store
+from ._errors import refusal
 from ._execution import ON_ERROR, SweepRun
 from ._job import JobRunner, task_hash
 from ._launchers import (
@@ -222,6 +223,7 @@ def _sweep_dir_of(working_dir: str | Path | None, spec: SweepSpec) -> tuple[Path
     return sweep_dir, hydra_ovs
 
 
+@refusal  # a bad argument: IPython shows the caller's frames and the message only
 def plan_sweep(
     workflow: Any,
     *,

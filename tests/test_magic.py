@@ -352,6 +352,7 @@ def test_a_failed_cell_says_its_fix_with_the_cells_options_and_no_traceback(kern
 
 def test_a_misspelled_launcher_in_a_cell_is_a_usage_error_before_anything_runs(kernel):
     run, cwd = kernel
+    before = sorted(str(p) for p in cwd.rglob("*"))
     for line in ("--launcher jobllib", "hydra/launcher=jobllib", "hydra.launcher=jobllib"):
         status, text = run(f"%%mushin_sweep x=1,2 -o typo --no-view -d {cwd / 'typo'} {line}\n{FAILING}")
         assert status == "error" and text.startswith("UsageError: %%mushin_sweep: "), text
@@ -359,5 +360,26 @@ def test_a_misspelled_launcher_in_a_cell_is_a_usage_error_before_anything_runs(k
         assert "did you mean 'joblib'" in text or "--launcher jobllib" in text
         for term in INTERNALS + ("0/2", "launcher='"):
             assert term not in text, (term, text)
-    assert not (cwd / "typo").exists() and not (cwd / "multirun").exists()
+    assert not (cwd / "typo").exists() and sorted(str(p) for p in cwd.rglob("*")) == before
     assert run("print('typo' in dir())")[1].strip() == "False"
+
+
+def test_the_api_in_a_kernel_shows_the_callers_line_and_the_message_not_the_internals(kernel):
+    run, cwd = kernel
+    status, text = run(
+        "from mushin_nb import MultiRunMetricsWorkflow, multirun\n"
+        "class Half(MultiRunMetricsWorkflow):\n"
+        "    @staticmethod\n"
+        f"    {FAILING.replace(chr(10), chr(10) + '    ').rstrip()}\n"
+        f"Half().run(x=multirun([1, 2]), launcher='jobllib', working_dir='{cwd / 'api'}')\n"
+    )
+    assert status == "error"
+    assert "ValueError: launcher='jobllib' is not a launcher this environment has" in text, text
+    assert "Half().run(" in text  # the caller's own line
+    for term in ("mushin_nb/", "_launch", "_launchers"):
+        assert term not in text, (term, text)
+    assert not (cwd / "api").exists()
+    status, text = run(f"Half().run(x=multirun([1, 2]), working_dir='{cwd / 'api'}', progress=False)\n")
+    assert status == "error" and "SweepError: 1 of 2 jobs of Half failed" in text and "Half().run(" in text
+    assert "resume=True" in text  # the API's own terms here
+    assert "mushin_nb/" not in text and "_execution" not in text, text
