@@ -165,8 +165,8 @@ class TaskYamlTemplate:
     task : DictConfig
         The template's task config.
     keys : list of str
-        The dotted keys the job overrides set (each a value node holding what it is
-        given, an ``AnyNode``; else the template is not usable).
+        The dotted keys the job overrides set (each a value node that holds what it
+        is given, as given; else the template is not usable).
 
     Examples
     --------
@@ -188,22 +188,27 @@ class TaskYamlTemplate:
 
     @staticmethod
     def _make(task: Any, keys: list[str]) -> list[Any] | None:
-        from omegaconf import AnyNode, DictConfig, OmegaConf
+        import copy
+
+        from omegaconf import OmegaConf
 
         if len(set(keys)) != len(keys):
             return None
         cont: Any = OmegaConf.to_container(task, resolve=False, enum_to_str=True)
+        probe = copy.deepcopy(task)
         for i, key in enumerate(keys):
-            node, d = task, cont
+            d = cont
             parts = key.split(".")
             for part in parts[:-1]:
-                node = node._get_node(part)
                 d = d.get(part) if isinstance(d, dict) else None
-                if not isinstance(node, DictConfig) or not isinstance(d, dict):
-                    return None
-            node = node._get_node(parts[-1])
-            if not isinstance(node, AnyNode) or parts[-1] not in d:
+            if not isinstance(d, dict) or isinstance(d.get(parts[-1], []), (dict, list)):
                 return None
+            # a node that keeps what it is given, as given (a typed node converts or refuses)
+            for v in (7, "q7", 0.5, True, None):
+                OmegaConf.update(probe, key, v, merge=True)
+                got = OmegaConf.select(probe, key)
+                if type(got) is not type(v) or got != v:
+                    return None
             d[parts[-1]] = _SENTINEL.format(i)
         pieces: list[Any] = []
         cur: list[str] = []

@@ -161,6 +161,42 @@ def _task_scalar(task_cfg: Any, keys: Sequence[str]) -> Any:
     return _scalar(node)
 
 
+def _varies(plain: Any, path: tuple[Any, ...], interps: set[Any], seen: tuple[Any, ...]) -> bool:
+    """Whether the interpolation at ``path`` (under ``hydra``; ``plain`` holds the raw
+    values) may resolve differently between jobs: it refers to a per-job field, a task
+    key, a container, or is not plain ``${hydra.a.b}`` references (a resolver such as
+    ``${now:...}``, a relative or escaped one). Plain references are followed.
+
+    Examples
+    --------
+    >>> plain = {"job": {"name": "n", "num": 0}, "a": "${hydra.job.name}", "b": "x${hydra.a}",
+    ...          "c": "${hydra.job.num}", "d": "${now:%H}", "e": "${x}", "f": "${hydra.c}"}
+    >>> interps = {("a",), ("b",), ("c",), ("d",), ("e",), ("f",)}
+    >>> [k for k in "abcdef" if _varies(plain, (k,), interps, ())]
+    ['c', 'd', 'e', 'f']
+    """
+    raw = _raw_at(plain, path)
+    if not isinstance(raw, str) or path in seen or "\\" in raw:
+        return True
+    for i, part in enumerate(_REF.split(raw)):
+        if i % 2 == 0:
+            if "${" in part:
+                return True
+            continue
+        keys = tuple(part.split("."))
+        rel = keys[1:]
+        if keys[0] != "hydra" or any(rel[: len(f)] == f or f[: len(rel)] == rel for f in JOB_FIELDS):
+            return True
+        target = _raw_at(plain, rel)
+        if target is MISS or isinstance(target, (dict, list)):
+            return True
+        if (rel in interps or (isinstance(target, str) and "${" in target)) and _varies(
+            plain, rel, interps, seen + (path,)
+        ):
+            return True
+    return False
+
+
 class JobTemplate:
     """The composed configuration of one shape of job overrides, and what is
     needed to make each job's configuration and files from it.
@@ -205,8 +241,12 @@ class JobTemplate:
         h = self.frozen.hydra
         # paths (under hydra) of the nodes made per job: per-job fields + interpolations
         self.interp = [p for p in interpolation_paths(h) if p not in JOB_FIELDS]
-        self.builder = JobConfigBuilder(self.frozen, list(JOB_FIELDS) + self.interp)
         self.plain: Any = OmegaConf.to_container(h, resolve=False)  # raw values
+        # an interpolation of constants only (e.g. ${hydra.job.name}) resolves to the same
+        # value in every job: its node is shared with the template like any constant
+        interps = set(self.interp)
+        varying = [p for p in self.interp if _varies(self.plain, p, interps, ())]
+        self.builder = JobConfigBuilder(self.frozen, list(JOB_FIELDS) + varying)
         # constants of run_job
         chdir = h.job.chdir
         if chdir is None and version.base_at_least("1.2"):

@@ -377,8 +377,8 @@ class JobConfigBuilder:
             _oc_attach(parent, p[-1], node)
             made[p] = node
         for p in self.leaves:
-            parent = made[p[:-1]]
-            leaf = _oc_copy_leaf(_oc_child(parent, p[-1]))
+            parent, c = made[p[:-1]], _oc_child(made[p[:-1]], p[-1])
+            leaf = _oc_share(c) if p in values and "_content" in c.__dict__ else _oc_copy_leaf(c)
             if p in values:
                 leaf._set_value(values[p])
             _oc_attach(parent, p[-1], leaf)
