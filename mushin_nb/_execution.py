@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _store
+from ._errors import SweepError
 from ._job import JobCancelled, record_unfinished
 from ._live_netcdf import Savers
 from ._livedata import LiveDataset, StatusCells
 from ._registry import LiveState, register, unregister
-from ._errors import SweepError
 from ._store import JobResult
 
 if TYPE_CHECKING:
