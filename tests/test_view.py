@@ -164,7 +164,7 @@ def test_the_legend_is_added_once_however_often_the_grid_is_redrawn(tmp_path):
         view.redraw()
         pipe.send(view.status_element)
     fig = plot.state
-    assert len([m for m in fig.above if isinstance(m, Legend)]) == 1
+    assert len([m for m in fig.right if isinstance(m, Legend)]) == 1
     assert len(fig.renderers) == 1 + 5  # the cells, and one swatch per state
 
 

@@ -340,19 +340,27 @@ def status_grid(ctx: PlotContext) -> Any:
 
 
 def _state_legend(plot: Any, element: Any) -> None:
-    """A legend of every state's colour above the grid (bokeh; once per figure: the
-    hook runs again at each update of the figure)."""
+    """A legend of every state's colour right of the grid (where the heatmap has its
+    colour bar), added once per figure: the hook runs again at each update."""
     fig = plot.state
-    if any(getattr(leg, "name", None) == "mushin-states" for leg in fig.above):
+    if any(getattr(leg, "name", None) == "mushin-states" for leg in fig.right):
         return
     from bokeh.models import ColumnDataSource, Legend, LegendItem, Rect
 
     items = []
-    for s in STATUS_ORDER:  # a swatch per state: a renderer with no data, only its colour
+    for s in STATUS_ORDER:  # a swatch per state: a glyph of its colour at no place (NaN)
         glyph = Rect(x="x", y="y", width=1, height=1, fill_color=STATUS_COLORS[s], line_color=None)
-        r = fig.add_glyph(ColumnDataSource(data={"x": [], "y": []}), glyph)
+        r = fig.add_glyph(ColumnDataSource(data={"x": [np.nan], "y": [np.nan]}), glyph)
         items.append(LegendItem(label=s, renderers=[r]))
     legend = Legend(
-        items=items, orientation="horizontal", name="mushin-states", label_text_font_size="9pt", margin=2
+        items=items,
+        name="mushin-states",
+        label_text_font_size="8pt",
+        glyph_height=12,
+        glyph_width=12,
+        spacing=1,
+        padding=4,
+        margin=4,
+        border_line_alpha=0,
     )
-    fig.add_layout(legend, "above")
+    fig.add_layout(legend, "right")
