@@ -137,6 +137,8 @@ def test_state_grid_shares_the_heatmaps_categorical_axes_and_has_a_legend(tmp_pa
     assert labels == list(STATUS_ORDER)
     swatches = [item.renderers[0].glyph.fill_color for item in legends[0].items]
     assert swatches == [STATUS_COLORS[s] for s in STATUS_ORDER]
+    # bokeh draws a legend swatch from the renderer's first row: each has one (off the grid)
+    assert all(len(item.renderers[0].data_source.data["x"]) == 1 for item in legends[0].items)
     assert not (grid.title and grid.title.text)  # no title to cut
     # each cell coloured by its state: the failed one red
     cells = grid.renderers[0]
