@@ -418,3 +418,58 @@ def test_a_sweep_stopped_by_a_full_disk_is_said_with_each_surfaces_controls(ip, 
     p.view.tick(force=True)
     assert p.message.startswith("Stopped: The sweep of Big stopped: No space left on device"), p.message
     assert "tick resume, keep working directory" in p.message and "resume=True" not in p.message
+
+
+LAB_PLUGIN = """
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+
+class LabSearchPath(SearchPathPlugin):
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        search_path.append(provider="lab", path="file://{conf}")
+"""
+
+LAB_RUN = """
+from mushin_nb import MultiRunMetricsWorkflow, multirun
+class Sq(MultiRunMetricsWorkflow):
+    @staticmethod
+    def task(x: int) -> dict:
+        return dict(y=x * x)
+wf = Sq()
+wf.run(x=multirun([1, 2]), launcher="lab_yaml", working_dir="{wd}", progress=False)
+print(wf.to_xarray()["y"].values.tolist())
+try:
+    Sq().run(x=multirun([1, 2]), launcher="lab_yml", working_dir="{wd}2", progress=False)
+except ValueError as e:
+    print(e)
+"""
+
+
+def test_a_launcher_hydra_finds_on_its_search_path_is_taken_and_named_in_refusals(tmp_path):
+    """A lab's launcher given as a YAML config on Hydra's search path (no ConfigStore
+    entry) is a launcher Hydra finds: accepted by its name, and offered when a name is
+    misspelled."""
+    conf = tmp_path / "conf"
+    (conf / "hydra" / "launcher").mkdir(parents=True)
+    (conf / "hydra" / "launcher" / "lab_yaml.yaml").write_text(
+        "_target_: hydra._internal.core_plugins.basic_launcher.BasicLauncher\n"
+    )
+    plugin = tmp_path / "site" / "hydra_plugins" / "lab_search_path"
+    plugin.mkdir(parents=True)
+    (plugin / "__init__.py").write_text(LAB_PLUGIN.format(conf=conf))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
+    out = subprocess.run(
+        [sys.executable, "-c", LAB_RUN.format(wd=tmp_path / "sw")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "[1, 4]", out.stdout
+    assert "launcher='lab_yml' is not a launcher" in lines[1] and "did you mean 'lab_yaml'" in lines[1]
+    assert "'lab_yaml'" in lines[1].partition("choose one of")[2]
+    assert not (tmp_path / "sw2").exists()
