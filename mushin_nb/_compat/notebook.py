@@ -269,19 +269,17 @@ register(
 # line or the "sweep is running" alert drawn after the first render is left unstyled,
 # and each update asks the CDN again. The patch wraps both ``_update``: after
 # it, with ``config.inline``, each CDN stylesheet of the model is replaced by the same
-# CSS inline (Panel's own ``replace_inline_css``), one inline copy per document and URL
-# (an update then sends a reference, not the CSS again). Public path: Panel's method;
+# CSS inline (Panel's own ``replace_inline_css``, as at the first render). Public path: Panel's method;
 # offline, those styles do not load.
 
 __all__ += ["inline_css_on_update", "inline_stylesheets", "PANEL_INLINE_CSS"]
 
 PANEL_INLINE_CSS = "panel-inline-css-updates"
-_inline_cache: Any = None  # weakref.WeakKeyDictionary: document -> {url: InlineStyleSheet}
 
 
 def inline_stylesheets(model: Any) -> int:
-    """Replace the model's stylesheets linked from Panel's CDN by the same CSS inline
-    (the copy made once per document and URL); returns how many it replaced.
+    """Replace the model's stylesheets linked from Panel's CDN by the same CSS inline;
+    returns how many it replaced.
 
     Examples
     --------
@@ -291,24 +289,13 @@ def inline_stylesheets(model: Any) -> int:
     >>> inline_stylesheets(div), type(div.stylesheets[0]).__name__
     (1, 'InlineStyleSheet')
     """
-    import weakref
-
     from bokeh.models import ImportedStyleSheet
     from panel.io.notebook import replace_inline_css
 
-    global _inline_cache
-    if _inline_cache is None:
-        _inline_cache = weakref.WeakKeyDictionary()
-    doc = model.document
-    cache: dict[str, Any] = _inline_cache.setdefault(doc, {}) if doc is not None else {}
     sheets, n = [], 0
     for sheet in model.stylesheets:
         if isinstance(sheet, ImportedStyleSheet):
-            inline = cache.get(sheet.url)
-            if inline is None:
-                inline = replace_inline_css(sheet)  # the sheet itself if not a local Panel file
-                if inline is not sheet:
-                    cache[sheet.url] = inline
+            inline = replace_inline_css(sheet)  # the sheet itself if not a local Panel file
             n += inline is not sheet
             sheet = inline
         sheets.append(sheet)
