@@ -55,13 +55,14 @@ def env() -> dict[str, str]:
     return e
 
 
-def start(kind: str, *args: str, timeout: float = 600) -> Path:
-    """Run ``<kind>_start.sh STATE_DIR args``; the state directory."""
+def start(kind: str, *args: str, timeout: float = 1800, settings: dict | None = None) -> Path:
+    """Run ``<kind>_start.sh STATE_DIR args`` (``settings``: its environment variables,
+    e.g. ``{"RAY_PORT": "6391"}``); the state directory."""
     state = Path(tempfile.mkdtemp(prefix=f"mushin-{kind}-"))
     try:
         p = subprocess.run(
             ["bash", str(SCRIPTS / f"{kind}_start.sh"), str(state), *args],
-            env=env(),
+            env={**env(), **(settings or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
