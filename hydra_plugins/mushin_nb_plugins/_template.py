@@ -225,20 +225,20 @@ class JobTemplate:
         self.launcher = launcher
         # composed by Hydra, exactly as BasicLauncher does it
         cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
-        task = copy.deepcopy(cfg)
-        with read_write(task), open_dict(task):
-            del task["hydra"]
-        self.task = task
-        # the frozen Hydra config every job's Hydra config is made from
+        # the frozen Hydra config every job's Hydra config is made from (masked_copy
+        # copies the hydra node: nothing is shared with cfg)
         with open_dict(cfg):
             cfg.hydra.job.id = 0
             cfg.hydra.job.num = 0
         with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
             cfg.hydra.runtime.output_dir = "/"
-        hydra_root = OmegaConf.masked_copy(cfg, "hydra")
-        OmegaConf.set_readonly(hydra_root.hydra, True)
-        self.frozen = copy.deepcopy(hydra_root)
+        self.frozen = OmegaConf.masked_copy(cfg, "hydra")
+        OmegaConf.set_readonly(self.frozen.hydra, True)
         h = self.frozen.hydra
+        # the task config: the composed config without its hydra node (no copy: cfg is ours)
+        with read_write(cfg), open_dict(cfg):
+            del cfg["hydra"]
+        self.task = cfg
         # paths (under hydra) of the nodes made per job: per-job fields + interpolations
         self.interp = [p for p in interpolation_paths(h) if p not in JOB_FIELDS]
         self.plain: Any = OmegaConf.to_container(h, resolve=False)  # raw values
@@ -268,10 +268,10 @@ class JobTemplate:
         self.logging_interp = [p[1:] for p in self.interp if p and p[0] == "job_logging"]
         self.yaml = HydraYamlTemplate(self.frozen)
         self.yaml_ok = True
-        self.task_yaml = TaskYamlTemplate(task, [o.key_or_group for o in parsed])
+        self.task_yaml = TaskYamlTemplate(cfg, [o.key_or_group for o in parsed])
         self.task_name = JobRuntime.instance().get("name")
         mine = overrides_dirname(parsed, self.exclude_keys, self.item_sep, self.kv_sep)
-        self.usable = mine == str(cfg.hydra.job.override_dirname)
+        self.usable = mine == str(h.job.override_dirname)
 
     # ------------------------------------------------------------ interpolations
     def _ref(self, path: str, values: dict[tuple[str, ...], Any], task_cfg: Any) -> Any:
