@@ -270,9 +270,21 @@ def main(argv: list[str] | None = None) -> int:
     >>> main(["check", tempfile.mkdtemp()])  # not a sweep directory
     2
     """
+    import warnings
+
     args = build_parser().parse_args(argv)
+
+    def show(
+        message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
+        # the engine's warnings (e.g. damaged files) as the command's own, without a source line
+        text = in_flag_terms(str(message)).removeprefix("mushin_nb: ")
+        print(f"mushin-nb {args.command}: warning: {text}", file=sys.stderr)
+
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            return int(args.func(args) or 0)
     except UserError as e:
         return _say_error(args.command, str(e), e.code)
     except (OSError, ValueError, TypeError) as e:  # the engine's refusals: one line, in the CLI's terms

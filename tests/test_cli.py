@@ -143,3 +143,20 @@ def test_demo_keeps_earlier_results_resumes_them_or_overwrites(tmp_path):
     assert replaced.returncode == 0, replaced.stderr
     assert "reused" not in replaced.stdout and "9 jobs in" in replaced.stdout
     assert dict(load_netcdf(out_dir / "lr_sweep.nc").sizes) == {"lr": 3, "seed": 3}
+
+
+def test_engine_warnings_are_the_commands_own(tmp_path):
+    """A damaged index: export reads the rest and warns as ``mushin-nb export: warning:``,
+    with no source path or line of this package."""
+    from mushin_nb._demo import LRSweepNumpy
+
+    LRSweepNumpy().run(
+        lr=multirun([0.1, 1.0]), seed=multirun([0]), working_dir=str(tmp_path / "s"), progress=False
+    )
+    index = tmp_path / "s" / ".mushin" / "index.jsonl"
+    index.write_text("{torn\n" + index.read_text())
+    out = cli("export", tmp_path / "s", tmp_path / "e.nc")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.startswith("mushin-nb export: warning: ") and "index.jsonl line 1" in out.stderr
+    assert "mushin_nb/" not in out.stderr and "RuntimeWarning" not in out.stderr, out.stderr
+    assert load_netcdf(tmp_path / "e.nc")["accuracy"].notnull().all()
