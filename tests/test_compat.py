@@ -31,6 +31,8 @@ OWN_PLUGIN_MODULES = [
     "_job_logging",
     "_joblib",
     "_job_returns",
+    "_quick",
+    "_derive",
 ]
 
 

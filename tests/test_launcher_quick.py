@@ -4,6 +4,7 @@ covers, and declines every other form. Compared against the real Hydra and Omega
 
 import random
 
+import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
@@ -87,3 +88,77 @@ def test_task_yaml_template_is_omegaconf_text_or_declines():
     assert TaskYamlTemplate(OmegaConf.structured(Typed), ["a"]).pieces is None
     assert TaskYamlTemplate(task, ["l"]).pieces is None  # a list node
     assert TaskYamlTemplate(task, ["a.x", "a.x"]).pieces is None  # a key given twice
+
+
+# ------------------------------------------------------------------ a template without a second composition
+
+
+def _templates(monkeypatch):
+    """Every job template a sweep makes, with what Hydra composes for its first job."""
+    import hydra_plugins.mushin_nb_plugins._template as tmpl
+
+    made = []
+    init = tmpl.JobTemplate.__init__
+
+    def recording(self, launcher, overrides, parsed):
+        init(self, launcher, overrides, parsed)
+        ref = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+        made.append((self, ref, launcher.config, list(overrides), parsed))
+
+    monkeypatch.setattr(tmpl.JobTemplate, "__init__", recording)
+    return made
+
+
+def test_a_derived_template_is_what_hydra_composes(tmp_path, monkeypatch):
+    from hydra_zen import launch, make_config
+
+    from hydra_plugins.mushin_nb_plugins._derive import derive_sweep_config
+    from mushin_nb import MultiRunMetricsWorkflow, multirun
+
+    class P(MultiRunMetricsWorkflow):
+        @staticmethod
+        def task(x: int, name: str, scale: float) -> dict:
+            return dict(y=x)
+
+    made = _templates(monkeypatch)
+    P().run(x=multirun([1, 2]), name=multirun(["a", "b c"]), scale=0.5, working_dir=str(tmp_path / "m"))
+    P().run(scale=0.5, x=multirun([1, 2]), name="q", working_dir=str(tmp_path / "n"), progress=False)
+    cfg = make_config(a=1, b=dict(c="q", d=None), lst=[1, 2])
+    shapes = [["a=1,2", "+z=x,y", "+w=3"], ["+w=3", "b.c=u,v"], ["a=5", "+z=1,2"], ["+b.d=1,2"]]
+    for k, extra in enumerate(shapes):
+        launch(
+            cfg,
+            lambda c: 1,
+            overrides=["hydra/launcher=mushin_nb", f"hydra.sweep.dir={tmp_path / str(k)}", *extra],
+            multirun=True,
+            version_base="1.3",
+            to_dictconfig=True,
+        )
+    assert len(made) >= 6
+    for t, ref, master, overrides, parsed in made:
+        got = derive_sweep_config(master, overrides, parsed)
+        if got is None:  # a form it declines: composed by Hydra
+            assert not t.derived and any("." in o.key_or_group and o.is_add() for o in parsed), overrides
+            continue
+        assert t.derived, overrides
+        assert OmegaConf.to_yaml(got) == OmegaConf.to_yaml(ref), overrides  # values and key order
+        assert OmegaConf.is_struct(got) and not OmegaConf.is_readonly(got.hydra)
+    assert sum(t.derived for t, *_ in made) >= 5
+
+
+def test_an_add_on_a_key_that_is_there_fails_as_hydra_says(tmp_path):
+    from hydra.errors import ConfigCompositionException
+    from hydra_zen import launch, make_config
+
+    errors = []
+    for launcher in ("basic", "mushin_nb"):
+        with pytest.raises(ConfigCompositionException) as ei:
+            launch(
+                make_config(a=1),
+                lambda c: 1,
+                overrides=[f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path / launcher}", "+a=2,3"],
+                multirun=True,
+                version_base="1.3",
+            )
+        errors.append(str(ei.value))
+    assert errors[0] == errors[1] and "already at 'a'" in errors[0]

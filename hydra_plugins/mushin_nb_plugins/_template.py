@@ -26,6 +26,7 @@ from typing import Any
 
 from mushin_nb._compat import JobConfigBuilder, JobConfigs
 
+from ._derive import derive_sweep_config
 from ._job_logging import JobLogging, flush_log_handlers
 from ._job_yaml import JOB_FIELDS, HydraYamlTemplate, TaskYamlTemplate, overrides_from_chunk
 
@@ -224,7 +225,12 @@ class JobTemplate:
 
         self.launcher = launcher
         # composed by Hydra, exactly as BasicLauncher does it
-        cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+        # made from the master config when that is exact (_derive), else composed by
+        # Hydra exactly as BasicLauncher does it
+        cfg = derive_sweep_config(launcher.config, list(overrides), parsed)
+        self.derived = cfg is not None
+        if cfg is None:
+            cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
         # the frozen Hydra config every job's Hydra config is made from (masked_copy
         # copies the hydra node: nothing is shared with cfg)
         with open_dict(cfg):

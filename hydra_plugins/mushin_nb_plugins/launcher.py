@@ -2,9 +2,10 @@
 mushin_nb for in-process sweeps).
 
 Hydra's ``BasicLauncher`` composes the whole configuration again for every job
-(``config_loader.load_sweep_config``: 80-110 ms). This launcher composes it once
-per *shape* of job overrides (the same keys with the same override types) with
-Hydra itself, then makes each job's configuration and files from that template
+(``config_loader.load_sweep_config``: 80-110 ms). This launcher makes it once
+per *shape* of job overrides (the same keys with the same override types): from
+the sweep's master config when the job overrides only set values (``_derive``),
+else with Hydra itself; then makes each job's configuration and files from that template
 (``_template.JobTemplate``): the same files with the same content as Hydra's
 ``run_job`` (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``, the
 job log file).
@@ -23,8 +24,10 @@ mushin_nb's ``launcher="joblib"`` runs) is hydra-joblib-launcher whose workers
 each run a ``MushinLauncher``.
 
 Module map: ``launcher.py`` (both launchers and their configs), ``_template.py``
-(the per-template fast path), ``_job_yaml.py`` (``hydra.yaml`` as a text
-template), ``_job_logging.py`` (per-job logging), ``_joblib.py`` (the joblib
+(the per-template fast path), ``_derive.py`` (a template's config made from the
+master config, without a second composition), ``_quick.py`` (the usual overrides
+parsed and their values written without ANTLR / PyYAML), ``_job_yaml.py``
+(``hydra.yaml`` and ``config.yaml`` as text templates), ``_job_logging.py`` (per-job logging), ``_joblib.py`` (the joblib
 workers and surviving their deaths), ``_job_returns.py`` (returns of jobs whose
 process died, for every multi-process launcher), ``sweeper.py`` (the grid
 sweeper); ``mushin_nb/_compat/`` (the patches of third-party internals).
