@@ -435,3 +435,35 @@ def test_blocking_magic_pushes_view_updates_to_the_page(tmp_path):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+class Paced(MultiRunMetricsWorkflow):
+    @staticmethod
+    def task(x: int) -> dict:
+        import time
+
+        time.sleep(0.03)
+        return dict(y=x)
+
+
+def test_slow_redraws_come_less_often_and_the_end_is_drawn(tmp_path):
+    """A redraw holds the GIL that an in-process sweep needs: the longer redraws take,
+    the less often they come (at most VIEW_SHARE of the time), whatever ``interval``
+    asks; the last one, when the run ends, shows the final state."""
+    import time
+
+    from mushin_nb.notebook import _live
+    from mushin_nb.notebook.view import LiveView
+
+    run = Paced().start(x=multirun(list(range(60))), working_dir=str(tmp_path), progress=False)
+    t0 = time.monotonic()
+    view = LiveView(run, interval=0.01)
+    view.add_listener(lambda ds: time.sleep(0.05))  # each redraw takes >= 50 ms
+    run.wait()
+    view.join(60)
+    elapsed = time.monotonic() - t0
+    # every 0.01 s asked: about one redraw per 0.06 s unthrottled (30 or more here);
+    # each took >= 50 ms, so the next came >= 50 ms / VIEW_SHARE later (or at the end)
+    assert view.redraws <= 2 + elapsed / (0.05 / _live.VIEW_SHARE) + 1, (view.redraws, elapsed)
+    assert view.drawn_status == run.status and run.status["done"] == 60
+    assert view.plot_element is not None and not view.error

@@ -20,6 +20,13 @@ from .plots import PlotContext, choose_kind, interactive_plot, plot_context, plo
 
 __all__ = ["LiveView", "is_run"]
 
+VIEW_SHARE = 0.05
+"""The most of the time a live view spends redrawing while its run goes on: a redraw
+that took 50 ms comes at most once a second (see ``LiveView._spaced``)."""
+MAX_GAP = 5.0
+"""A running view redraws at least this often (or once per ``interval`` if longer),
+however long its last redraw took (the first ones take longer: the plots are built)."""
+
 
 def is_run(obj: Any) -> bool:
     """Whether ``obj`` is a live run (a ``SweepRun``) rather than a Dataset."""
@@ -141,7 +148,7 @@ class LiveView(param.Parameterized):
         self.plot_element: Any = None  # the HoloViews element shown now
         self.status_element: Any = None
         self._drawn_at = 0.0  # when the last redraw ended (time.monotonic())
-        self._draw_cost = 0.0  # how long it took
+        self._draw_cost = 0.0  # how long it took (with the listeners)
         self._queued = False  # a redraw is scheduled on the owning thread, not run yet
         self._queued_force = False
         self._idle = threading.Event()  # no scheduled redraw is waiting
@@ -203,11 +210,22 @@ class LiveView(param.Parameterized):
     def _due(self) -> bool:
         return self._dirty.is_set() or (self.run is not None and self.run.status != self._last_status)
 
+    def _spaced(self) -> bool:
+        """Whether the last redraw is long enough ago for another: ``interval``, and long
+        enough that redrawing takes at most ``VIEW_SHARE`` of the time (up to
+        ``MAX_GAP``). A redraw holds Python's GIL, which an in-process sweep needs too,
+        and the thread that owns the plots also serves the page and the notebook's
+        cells: a slow redraw (a big grid, a busy machine) comes less often, and the
+        sweep keeps its speed."""
+        gap = max(self.interval or 0, min(self._draw_cost / VIEW_SHARE, MAX_GAP))
+        return time.monotonic() - self._drawn_at >= gap
+
     def _request(self, force: bool = False) -> None:
         """From the timer thread: have the owning thread redraw if one is due (see
         :mod:`.view`); at most one scheduled redraw waits at a time."""
         if not self._main.deferred:
-            self.tick(force=force)
+            if force or self._spaced():
+                self.tick(force=force)
             return
         with self._lock:
             if self._queued:  # the one waiting will see the latest state
@@ -215,9 +233,7 @@ class LiveView(param.Parameterized):
                 return
             if not (force or self._due()):
                 return
-            # the owning thread also serves the page (and the notebook's cells): keep
-            # it mostly free when redraws are slow (a slow machine, a big grid)
-            if not force and time.monotonic() - self._drawn_at < max(self.interval or 0, 2 * self._draw_cost):
+            if not (force or self._spaced()):
                 return
             self._queued, self._queued_force = True, force
             self._idle.clear()
@@ -356,13 +372,13 @@ class LiveView(param.Parameterized):
             finally:
                 self._in_redraw = False
             self.redraws += 1
-            self._drawn_at = time.monotonic()
-            self._draw_cost = self._drawn_at - t0
         for fn in list(self._listeners):
             try:
                 fn(ds)
             except Exception as e:
                 self._fail(e)
+        self._drawn_at = time.monotonic()
+        self._draw_cost = self._drawn_at - t0
 
     def _draw(self, ds: Any, status: dict[str, int]) -> None:
         self._update_metrics(ds)
