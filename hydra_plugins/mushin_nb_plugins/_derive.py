@@ -12,7 +12,8 @@ overrides give them, and the fields ``load_configuration`` sets from the overrid
 
 It answers None (the launcher then composes with Hydra) for anything else: a
 config-group choice left open (``???``), Hydra callbacks, a set ``hydra.mode``, a
-primary config that is not one ``ConfigStore`` node without a defaults list, a ``+``
+config directory on the search path, a primary config that is not one
+``ConfigStore`` node without a defaults list, a ``+``
 on a nested key or on a key that is there already, a value with an interpolation, an
 override of the master that the job overrides do not account for.
 
@@ -83,6 +84,8 @@ def derive_sweep_config(master: Any, overrides: list[str], parsed: list[Any]) ->
     h = master.hydra
     if h.callbacks or h.mode is not None or any(str(v) == "???" for v in h.runtime.choices.values()):
         return None
+    if any(str(s.schema) not in ("pkg", "structured") for s in h.runtime.config_sources):
+        return None  # config files of the user's: the primary config may be one of them
     base = _primary_keys(h.job.config_name)
     swept = _split(master, overrides, parsed)
     if base is None or swept is None:
