@@ -7,8 +7,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hydra_zen import multirun, zen
-
 from . import _store
 from ._reload import (
     canonical,
@@ -19,10 +17,12 @@ from ._reload import (
     rebuild_from_job_dirs,
 )
 from ._sweep import SweepSpec
-from ._workflows import VERSION_BASE_DEFAULT, BaseWorkflow, OverrideValue
+from ._workflows import VERSION_BASE_DEFAULT, BaseWorkflow, zen
 
 if TYPE_CHECKING:
     import xarray as xr
+
+    from ._workflows import OverrideValue
 
 __all__ = ["MultiRunMetricsWorkflow"]
 
@@ -150,6 +150,8 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
                 if not p.is_dir():
                     raise FileNotFoundError(f"target_job_dirs: {p} is not an existing directory")
                 dirs.append(str(p.resolve()))
+            from hydra_zen import multirun
+
             kw[self._JOBDIR_NAME] = multirun(dirs)
         return kw
 

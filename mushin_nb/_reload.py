@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra_zen import load_from_yaml
-
 from . import _store
 from ._store import JobResult
 from ._sweep import SweepSpec, build_spec
@@ -206,6 +204,8 @@ def job_params(job_dir: Path) -> dict[str, Any]:
             for p in spec.params:
                 params[p.name] = p.values[next(it)] if p.swept else p.value
             return params
+    from hydra_zen import load_from_yaml
+
     from ._overrides import override_name, parse_overrides, unquote
 
     ov = load_from_yaml(job_dir / ".hydra" / "overrides.yaml")
@@ -218,6 +218,8 @@ def job_params(job_dir: Path) -> dict[str, Any]:
 def load_plain_hydra(wd: Path) -> tuple[SweepSpec, list[JobResult]]:
     """A sweep directory written by rai mushin or plain Hydra: parameters from
     multirun.yaml, each job's cell from its overrides.yaml."""
+    from hydra_zen import load_from_yaml
+
     from ._sweep import parse_job_overrides
 
     mr = wd / "multirun.yaml"

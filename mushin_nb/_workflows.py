@@ -13,20 +13,15 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from hydra_zen import hydra_list, load_from_yaml, make_config, multirun, zen
-
-import hydra_plugins.mushin_nb_plugins.sweeper  # noqa: F401  (registers hydra/sweeper=mushin_nb)
-
-from ._execution import (
-    SweepRun,
-)
 from ._store import JobResult
 from ._sweep import SweepSpec
 
 if TYPE_CHECKING:
-    pass
+    from hydra_zen import hydra_list, multirun
 
-__all__ = ["BaseWorkflow", "OverrideValue"]
+    from ._execution import SweepRun
+
+__all__ = ["BaseWorkflow", "OverrideValue", "zen", "is_zen"]
 
 
 class _NotSet:  # rai's sentinel for "do not pass version_base"
@@ -36,8 +31,45 @@ class _NotSet:  # rai's sentinel for "do not pass version_base"
 VERSION_BASE_DEFAULT = "1.3"
 """Hydra's ``version_base`` when a run does not give one."""
 
-OverrideValue = Union[str, int, float, bool, dict, None, multirun, hydra_list]
+OverrideValue = Union[str, int, float, bool, dict, None, "multirun", "hydra_list"]
 """The values a keyword of ``run()`` takes: one fixed value, or ``multirun`` / ``hydra_list``."""
+
+
+class _Zen:
+    """hydra-zen's ``zen``, imported when first called (Hydra is not imported to read a
+    sweep directory: ``load_from_dir`` and ``to_xarray`` need none of it)."""
+
+    __name__ = __qualname__ = "zen"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from hydra_zen import zen as real
+
+        return real(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return "zen"
+
+
+zen = _Zen()
+"""The default ``task_fn_wrapper`` / ``pre_task_fn_wrapper``: hydra-zen's ``zen``, imported
+on first use; passing ``hydra_zen.zen`` itself is the same (see :func:`is_zen`)."""
+
+
+def is_zen(wrapper: Any) -> bool:
+    """Whether ``wrapper`` is hydra-zen's ``zen`` (or the default that stands for it).
+
+    Examples
+    --------
+    >>> import hydra_zen
+    >>> is_zen(zen), is_zen(hydra_zen.zen), is_zen(None)
+    (True, True, False)
+    """
+    if wrapper is zen:
+        return True
+    import sys
+
+    mod = sys.modules.get("hydra_zen")
+    return mod is not None and wrapper is getattr(mod, "zen", None)
 
 
 class BaseWorkflow:
@@ -85,7 +117,7 @@ class BaseWorkflow:
     _REQUIRED_STATIC_METHODS = ("task", "pre_task")
 
     def __init__(self, eval_task_cfg: Any = None) -> None:
-        self.eval_task_cfg = eval_task_cfg if eval_task_cfg is not None else make_config()
+        self._eval_task_cfg = eval_task_cfg
         self._reset()
         self._working_dir: Path | None = None
 
@@ -100,6 +132,20 @@ class BaseWorkflow:
         self.last_run: SweepRun | None = None
 
     # ------------------------------------------------------------ rai attributes
+    @property
+    def eval_task_cfg(self) -> Any:
+        """The base configuration of every job (default: hydra-zen's empty
+        ``make_config()``, made on first use)."""
+        if self._eval_task_cfg is None:
+            from hydra_zen import make_config
+
+            self._eval_task_cfg = make_config()
+        return self._eval_task_cfg
+
+    @eval_task_cfg.setter
+    def eval_task_cfg(self, value: Any) -> None:
+        self._eval_task_cfg = value
+
     @property
     def working_dir(self) -> Path:
         """The sweep directory of the last run (or of :meth:`load_from_dir`)."""
@@ -119,6 +165,8 @@ class BaseWorkflow:
         """Each job's configuration, in job order (read from the job directories on
         first use after a reload)."""
         if self.cfgs_ is None:  # loaded from disk lazily: YAML is slow at scale
+            from hydra_zen import load_from_yaml
+
             cfgs = []
             for d in self._job_dirs():
                 f = d / ".hydra" / "config.yaml"
@@ -139,6 +187,8 @@ class BaseWorkflow:
     def multirun_task_overrides(self) -> dict[str, Any]:
         """Swept parameters as ``multirun([...values])``, fixed ones as their
         values (a ``hydra_list`` comes back as a list), in the order Hydra got them."""
+        from hydra_zen import multirun
+
         spec = self._require_spec()
         out: dict[str, Any] = {}
         for p in spec.params:
@@ -319,6 +369,8 @@ class BaseWorkflow:
         >>> run.wait()["y"].values.tolist()
         [1, 4]
         """
+        import hydra_plugins.mushin_nb_plugins.sweeper  # noqa: F401  (registers hydra/sweeper=mushin_nb)
+
         from ._adaptive import adaptive_params
         from ._launch import SweepPlan, plan_sweep, start_sweep
         from ._live_netcdf import check_save_path
@@ -387,13 +439,13 @@ class BaseWorkflow:
     def _signature_fns(self, task_wrapper: Any, pre_task_wrapper: Any) -> tuple[Callable[..., Any], ...]:
         """The functions whose signatures a sweep is checked against: those that
         hydra-zen's ``zen`` calls with config fields (a custom wrapper is not checked)."""
-        if task_wrapper is not zen:
+        if not is_zen(task_wrapper):
             return ()
         fns: list[Callable[..., Any]] = [self.task]
         own_pre = inspect.getattr_static(type(self), "pre_task") is not inspect.getattr_static(
             BaseWorkflow, "pre_task"
         )
-        if own_pre and pre_task_wrapper is zen:
+        if own_pre and is_zen(pre_task_wrapper):
             fns.append(self.pre_task)
         return tuple(fns)
 
@@ -430,7 +482,7 @@ class BaseWorkflow:
 def _wrap(wrapper: Any, fn: Callable[..., Any]) -> Callable[[Any], Any]:
     if wrapper is None:
         return fn
-    if wrapper is zen:
+    if is_zen(wrapper):
         # zen's default resolves the config in place and then reads it again, which
         # resolves an escaped "${...}" in a string value a second time; a lazy single
         # resolution gives the task exactly the value it was given.

@@ -39,8 +39,6 @@ def test_reload_reads_no_yaml(sweep, monkeypatch):
     import yaml
     from omegaconf import OmegaConf
 
-    import mushin_nb._workflows as wfmod
-
     def boom(*a, **k):
         raise AssertionError("YAML parsed on the reload hot path")
 
@@ -49,8 +47,7 @@ def test_reload_reads_no_yaml(sweep, monkeypatch):
         (yaml, "safe_load"),
         (yaml, "full_load"),
         (OmegaConf, "load"),
-        (hydra_zen, "load_from_yaml"),
-        (wfmod, "load_from_yaml"),
+        (hydra_zen, "load_from_yaml"),  # mushin_nb imports it where it reads YAML
     ]:
         monkeypatch.setattr(mod, name, boom)
     d, ref = sweep
@@ -114,10 +111,10 @@ FRESH_RELOAD = (
 )
 
 
-def test_a_fresh_process_reloads_without_importing_dask(sweep):
+def test_a_fresh_process_reloads_without_importing_dask_or_hydra(sweep):
     """With dask installed, xarray asks of each new array whether it is a dask array by
     importing dask.array (and scipy): as long as xarray's own import. A reload builds
-    its Dataset without that question."""
+    its Dataset without that question, and reads no YAML: Hydra is not imported."""
     import json
     import subprocess
     import sys
@@ -129,6 +126,7 @@ def test_a_fresh_process_reloads_without_importing_dask(sweep):
     )
     modules, y = (json.loads(line) for line in out.stdout.splitlines())
     assert "xarray" in modules and "dask" not in modules and "scipy" not in modules
+    assert "hydra" not in modules and "hydra_zen" not in modules and "omegaconf" not in modules
     assert y == expected["y"].values.tolist()
 
 
