@@ -533,6 +533,19 @@ class Notebook:
 # Console messages of the page that are not errors of ours. Each entry says why.
 CONSOLE_ALLOW: list[tuple[re.Pattern, str]] = []
 
+# Page errors that are not errors of ours. Each entry says why.
+PAGEERROR_ALLOW: list[tuple[re.Pattern, str]] = [
+    (
+        re.compile(
+            r"^Cannot read properties of undefined \(reading 'schema'\)\n"
+            r"\s+at http://127\.0\.0\.1:\d+/static/notebook/notebook_core\.\w+\.js"
+        ),
+        "Notebook 7.6's shortcuts plugin (pluginChanged in notebook_core.js) reads the schema of a "
+        "plugin it did not load; it throws while the page loads, before any cell runs, with or "
+        "without settings overrides (seen with a bare notebook page).",
+    ),
+]
+
 
 # Requests that leave the machine: every URL but 127.0.0.1/localhost (and data:/blob:).
 EXTERNAL_URL = re.compile(
@@ -579,7 +592,11 @@ class PageErrors:
 
     def on_pageerror(self, exc) -> None:
         stack = getattr(exc, "stack", None) or ""
-        self.page.append(str(exc) + ("\n" + "\n".join(stack.splitlines()[1:4]) if stack else ""))
+        text = str(exc) + ("\n" + "\n".join(stack.splitlines()[1:4]) if stack else "")
+        if any(p.search(text) for p, _why in PAGEERROR_ALLOW):
+            self.allowed.append(text)
+        else:
+            self.page.append(text)
 
     def problems(self) -> list[str]:
         return [f"console.error: {t}" for t in self.console] + [f"pageerror: {t}" for t in self.page]
