@@ -234,7 +234,8 @@ def test_slurm_sweep_streams_fails_and_resumes(slurm, tmp_path):
         working_dir=str(tmp_path / "s"),
         launcher="slurm",
         to_dictconfig=True,
-        launcher_settings={**SETTINGS, "cpus_per_task": 1},
+        # a dict setting, as docs/scaling.md shows: any other sbatch option
+        launcher_settings={**SETTINGS, "cpus_per_task": 1, "additional_parameters": {"comment": "mushin-nb"}},
     )
     run = wf.start(**kw)
     events = []
@@ -250,6 +251,8 @@ def test_slurm_sweep_streams_fails_and_resumes(slurm, tmp_path):
     assert ds["y"].sel(x=3).item() == 9
     assert set(ds["partition"].values[[0, 1, 3]].tolist()) == {"debug"}  # the settings reached sbatch
     assert set(ds["cpus"].values[[0, 1, 3]].tolist()) == {1}
+    (script,) = (tmp_path / "s" / ".submitit").glob("*/*_submission.sh")  # one array, one script
+    assert "#SBATCH --comment=mushin-nb" in script.read_text().splitlines()
     assert os.getpid() not in {int(p) for p in ds["pid"].values if p == p}
     (f,) = run.failures
     assert f.params == {"x": 2} and f.exc_type == "RuntimeError"
