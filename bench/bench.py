@@ -363,7 +363,8 @@ def bench_fixed(root: Path, quick: bool) -> None:
         f"{wall - plain:.3f} s",
         "<= 0.1 s",
         f"of which Hydra's compositions {median([c for c, _ in composing[1:]]) * 1e3:.0f} ms "
-        f"({composing[-1][1]} a sweep: the launch, the launcher's job template)",
+        f"({composing[-1][1]} a sweep; the launcher's job template is made from the launch's config "
+        "when the job overrides only set values)",
     )
 
 
