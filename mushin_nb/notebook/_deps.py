@@ -61,6 +61,10 @@ def _import_hvplot_xarray() -> None:
     # the import runs hv.extension('bokeh'), which publishes a reload of its resources
     # from the CDN (Panel's es-module-shims) unless inline: inline as Panel's extension is
     ext = holoviews.extension
+    if not hasattr(ext, "inline"):  # outside IPython: holoviews' plain extension publishes nothing
+        import hvplot.xarray  # noqa: F401
+
+        return
     before = ext.inline
     ext.inline = bool(before or panel.config.inline)
     try:
