@@ -162,3 +162,25 @@ def test_an_add_on_a_key_that_is_there_fails_as_hydra_says(tmp_path):
             )
         errors.append(str(ei.value))
     assert errors[0] == errors[1] and "already at 'a'" in errors[0]
+
+
+def test_copy_config_is_deepcopy():
+    import copy
+
+    from mushin_nb import _compat
+    from mushin_nb._compat.omegaconf_copy import _same_as_deepcopy, copy_config
+
+    assert _same_as_deepcopy()
+    holder = {"list": [1, 2]}  # a mutable object in a config that allows objects: copied too
+    cfg = OmegaConf.create({"a": {"b": [1, {"c": "${x}"}]}, "x": 3, "m": "???", "o": holder},
+                           flags={"allow_objects": True})  # fmt: skip
+    OmegaConf.set_struct(cfg, True)
+    got, want = copy_config(cfg), copy.deepcopy(cfg)
+    assert OmegaConf.to_yaml(got) == OmegaConf.to_yaml(want) and OmegaConf.is_struct(got)
+    assert got.a.b[1].c == 3 and OmegaConf.is_missing(got, "m")
+    assert got.o == holder and got.o is not holder
+    got.x = 4
+    got.a.b.append(5)
+    assert (got.a.b[1].c, cfg.a.b[1].c, len(cfg.a.b)) == (4, 3, 2)
+    with _compat.public_path(_compat.OMEGACONF_SHARED_NODES):  # the guard refuses: copy.deepcopy
+        assert OmegaConf.to_yaml(copy_config(cfg)) == OmegaConf.to_yaml(want)

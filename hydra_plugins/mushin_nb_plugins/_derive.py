@@ -21,7 +21,6 @@ No ``from __future__ import annotations`` under ``hydra_plugins`` (see
 ``sweeper.py``).
 """
 
-import copy
 import os
 from typing import Any
 
@@ -81,6 +80,8 @@ def derive_sweep_config(master: Any, overrides: list[str], parsed: list[Any]) ->
     """
     from omegaconf import OmegaConf, open_dict, read_write
 
+    from mushin_nb._compat.omegaconf_copy import copy_config
+
     h = master.hydra
     if h.callbacks or h.mode is not None or any(str(v) == "???" for v in h.runtime.choices.values()):
         return None
@@ -95,7 +96,7 @@ def derive_sweep_config(master: Any, overrides: list[str], parsed: list[Any]) ->
         return None
     if any(o.key_or_group in master and (o.is_add() or o.is_force_add()) for o in swept):
         return None
-    cfg = copy.deepcopy(master)
+    cfg = copy_config(master)
     try:
         for o in swept:
             _apply(cfg, o)

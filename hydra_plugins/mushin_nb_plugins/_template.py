@@ -16,7 +16,6 @@ No ``from __future__ import annotations`` under ``hydra_plugins`` (see
 ``sweeper.py``). Imported lazily by ``launcher.py``.
 """
 
-import copy
 import logging
 import os
 import re
@@ -25,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mushin_nb._compat import JobConfigBuilder, JobConfigs
+from mushin_nb._compat.omegaconf_copy import copy_config
 
 from ._derive import derive_sweep_config
 from ._job_logging import JobLogging, flush_log_handlers
@@ -333,7 +333,7 @@ class JobTemplate:
         """The task config: the template's, with this job's values."""
         from omegaconf import OmegaConf
 
-        task_cfg = copy.deepcopy(self.task)
+        task_cfg = copy_config(self.task)  # copy.deepcopy, made directly
         try:
             for o in parsed:
                 force_add = o.is_add() or o.is_force_add()
