@@ -341,7 +341,7 @@ class Notebook:
             """([i, before]) => {
                 const c = window.jupyterapp.shell.currentWidget.content.widgets[i];
                 const n = c.model.executionCount;
-                return n === null || /\\*/.test(c.promptNode.textContent) || (n !== before && before !== null);
+                return n === null || /\\*/.test(c.promptNode.textContent) || n !== before;
             }""",
             arg=[i, before],
             timeout=timeout * 1000,
