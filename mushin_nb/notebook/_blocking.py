@@ -7,10 +7,11 @@ import contextvars
 import html
 import sys
 import threading
+import time
 import uuid
 from typing import Any
 
-from ._live import LiveView
+from ._live import LiveView, spaced
 from ._status import status_counts_html
 from ._threads import timer_loop
 from .plots import render_png
@@ -76,6 +77,8 @@ class BlockingDisplay:
         bundles = self._bundles()
         for key, bundle in bundles.items():
             display(bundle, raw=True, display_id=self._ids[key])
+        self._updated_at = time.monotonic()  # when the last update ended
+        self._update_cost = 0.0  # how long it took (the first, which imports and builds more, not counted)
         if interval is not None and not run.done:
             ctx = contextvars.copy_context()  # this cell's context: the updates go to this cell
             self._thread = threading.Thread(
@@ -126,9 +129,13 @@ class BlockingDisplay:
     # ------------------------------------------------------------ updates
     def _loop(self) -> None:
         assert self.interval is not None
-        timer_loop(
-            self.run, self.interval, self._stop, lambda finished: self.tick(force=finished), self._fail
-        )
+        timer_loop(self.run, self.interval, self._stop, self._step, self._fail)
+
+    def _step(self, finished: bool) -> None:
+        """The timer's call: an update if one is due and the last is long enough ago
+        (as a live view's redraws: :func:`~._live.spaced`), and always the last one."""
+        if finished or spaced(self._updated_at, self._update_cost, self.interval):
+            self.tick(force=finished)
 
     def _fail(self, e: Exception) -> None:
         self.error = f"{type(e).__name__}: {e}"
@@ -147,10 +154,13 @@ class BlockingDisplay:
     def _update(self) -> None:
         from IPython.display import update_display
 
+        t0 = time.monotonic()
         self._dirty.clear()
         for key, bundle in self._bundles().items():
             update_display(bundle, raw=True, display_id=self._ids[key])
         self.updates += 1
+        self._updated_at = time.monotonic()
+        self._update_cost = self._updated_at - t0
 
     def finish(self) -> LiveView | None:
         """Once the run has ended (or the cell is interrupted): the last update,

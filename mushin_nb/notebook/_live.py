@@ -18,14 +18,32 @@ from ._status import metric_names, static_status, status_counts_html, swept_dims
 from ._threads import MainThread, timer_loop
 from .plots import PlotContext, choose_kind, interactive_plot, plot_context, plot_kinds
 
-__all__ = ["LiveView", "is_run"]
+__all__ = ["LiveView", "is_run", "spaced"]
 
 VIEW_SHARE = 0.05
 """The most of the time a live view spends redrawing while its run goes on: a redraw
-that took 50 ms comes at most once a second (see ``LiveView._spaced``)."""
+that took 50 ms comes at most once a second (see :func:`spaced`)."""
 MAX_GAP = 5.0
 """A running view redraws at least this often (or once per ``interval`` if longer),
 however long its last redraw took (the first ones take longer: the plots are built)."""
+
+
+def spaced(drawn_at: float, cost: float, interval: float | None) -> bool:
+    """Whether a redraw that ended at ``drawn_at`` (``time.monotonic()``) and took
+    ``cost`` seconds is long enough ago for another: ``interval``, and long enough that
+    redrawing takes at most ``VIEW_SHARE`` of the time (up to ``MAX_GAP``). A redraw
+    holds Python's GIL, which an in-process sweep needs too, and the thread that owns
+    the plots also serves the page and the notebook's cells: a slow redraw (a big
+    grid, a busy machine) comes less often, and the sweep keeps its speed.
+
+    Examples
+    --------
+    >>> now = time.monotonic()
+    >>> spaced(now - 0.3, 0.01, 0.25), spaced(now - 0.3, 0.05, 0.25)  # 50 ms: once a second
+    (True, False)
+    """
+    gap = max(interval or 0, min(cost / VIEW_SHARE, MAX_GAP))
+    return time.monotonic() - drawn_at >= gap
 
 
 def is_run(obj: Any) -> bool:
@@ -123,6 +141,7 @@ class LiveView(param.Parameterized):
         self._build()
         self.param.watch(self._on_control, ["metric", "x", "kind"])
         self.redraw()
+        self._draw_cost = 0.0  # the first draw builds the plots: the next one comes after `interval`
         if live and self.interval is not None:
             # ends after one last redraw once the run is over (at once if it already is);
             # runs in this cell's context, so its output goes to this cell
@@ -211,14 +230,7 @@ class LiveView(param.Parameterized):
         return self._dirty.is_set() or (self.run is not None and self.run.status != self._last_status)
 
     def _spaced(self) -> bool:
-        """Whether the last redraw is long enough ago for another: ``interval``, and long
-        enough that redrawing takes at most ``VIEW_SHARE`` of the time (up to
-        ``MAX_GAP``). A redraw holds Python's GIL, which an in-process sweep needs too,
-        and the thread that owns the plots also serves the page and the notebook's
-        cells: a slow redraw (a big grid, a busy machine) comes less often, and the
-        sweep keeps its speed."""
-        gap = max(self.interval or 0, min(self._draw_cost / VIEW_SHARE, MAX_GAP))
-        return time.monotonic() - self._drawn_at >= gap
+        return spaced(self._drawn_at, self._draw_cost, self.interval)
 
     def _request(self, force: bool = False) -> None:
         """From the timer thread: have the owning thread redraw if one is due (see

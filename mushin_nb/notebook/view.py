@@ -26,7 +26,9 @@ Threads
 -------
 Job events only mark the view dirty; a timer thread decides at most once per
 ``interval`` seconds (and once more when the run ends) that a redraw is due, however
-fast jobs finish. ``interval=None`` starts no thread: call :meth:`LiveView.tick`.
+fast jobs finish, and waits longer after a slow redraw: redraws take at most 5% of the
+time (``_live.spaced``), since a redraw holds the GIL an in-process sweep needs.
+``interval=None`` starts no thread: call :meth:`LiveView.tick`.
 
 Bokeh models are changed on one thread only, the one that owns them: a redraw
 changes models, so Panel sends messages to the page, and those must not
