@@ -135,15 +135,11 @@ def hydra_group_options(group: str) -> list[str]:
 
     Plugins.instance()  # imports the installed plugins, which register their configs
     names = {k[: -len(".yaml")] if k.endswith(".yaml") else k for k in ConfigStore.instance().list(group)}
-    try:  # the search path as Hydra builds it (search-path plugins' YAML configs included)
-        from hydra._internal.config_repository import ConfigRepository
-        from hydra._internal.utils import create_config_search_path
-        from hydra.core.object_type import ObjectType
+    # YAML configs on Hydra's search path (a lab's own, search-path plugins): read through
+    # Hydra's internals, guarded (mushin_nb._compat.hydra_search); refused: ConfigStore only
+    from mushin_nb._compat.hydra_search import search_path_options
 
-        repo = ConfigRepository(config_search_path=create_config_search_path(None))
-        names.update(repo.get_group_options(group, results_filter=ObjectType.CONFIG))
-    except Exception:  # pragma: no cover - another Hydra version: the ConfigStore's names
-        pass
+    names.update(search_path_options(group) or [])
     return sorted(names)
 
 

@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -446,11 +447,12 @@ def test_plugins_reach_no_private_engine_name():
 
 def test_compat_imports_nothing_of_ours():
     """The compat package imports only itself (its sections share the registry)."""
+    own = {p.stem for p in (ROOT / "mushin_nb" / "_compat").glob("*.py")} - {"__init__"}
     for path in sorted((ROOT / "mushin_nb" / "_compat").glob("*.py")):
         text = path.read_text()
         assert not re.search(r"^\s*(from|import) mushin_nb", text, re.M), path.name
         for m in re.finditer(r"^\s*from (\.+)(\w*)", text, re.M):
-            assert m.group(1) == "." and m.group(2) in ("", "notebook"), f"{path.name}: {m.group(0)}"
+            assert m.group(1) == "." and m.group(2) in ("", *own), f"{path.name}: {m.group(0)}"
 
 
 @pytest.mark.parametrize("module", OWN_PLUGIN_MODULES)
@@ -483,3 +485,54 @@ def test_importing_the_plugins_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+# ----------------------------------------------------------------------------- Hydra's search path
+
+
+def test_hydra_config_search_path_reads_yaml_configs_and_falls_back_to_the_config_store(
+    tmp_path, fresh_verdicts
+):
+    """hydra-config-search-path: a launcher given only as a YAML file on Hydra's search
+    path is found while the guard allows the patch; forced off, only the ConfigStore's
+    names are offered (and the YAML-only one is not)."""
+    from hydra.core.config_store import ConfigStore
+
+    from mushin_nb._compat.hydra_search import search_path_options
+    from mushin_nb._launchers import hydra_group_options
+
+    assert _compat.usable(_compat.HYDRA_CONFIG_SEARCH_PATH)
+    opts = search_path_options("hydra/launcher")
+    assert opts is not None and "basic" in opts
+    # a search path with one more launcher config (as a lab's search-path plugin adds)
+    conf = tmp_path / "conf" / "hydra" / "launcher"
+    conf.mkdir(parents=True)
+    (conf / "lab_yaml_only.yaml").write_text(
+        "_target_: hydra._internal.core_plugins.basic_launcher.BasicLauncher\n"
+    )
+    code = (
+        "from hydra.core.plugins import Plugins\n"
+        "from hydra.plugins.search_path_plugin import SearchPathPlugin\n"
+        "class P(SearchPathPlugin):\n"
+        "    def manipulate_search_path(self, sp):\n"
+        f"        sp.append('lab', 'file://{tmp_path / 'conf'}')\n"
+    )
+    site = tmp_path / "site" / "hydra_plugins" / "lab_sp"
+    site.mkdir(parents=True)
+    (site / "__init__.py").write_text(code)
+    script = (
+        "from mushin_nb._launchers import hydra_group_options\n"
+        "print('lab_yaml_only' in hydra_group_options('hydra/launcher'))\n"
+    )
+    for off, expected in (("", "True"), (_compat.HYDRA_CONFIG_SEARCH_PATH, "False")):
+        env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"), **{_compat.OFF_ENV: off})
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == expected, (off, out.stdout, out.stderr)
+    with _compat.public_path(_compat.HYDRA_CONFIG_SEARCH_PATH):
+        assert search_path_options("hydra/launcher") is None
+        names = hydra_group_options("hydra/launcher")
+        store = {k.removesuffix(".yaml") for k in ConfigStore.instance().list("hydra/launcher")}
+        assert set(names) == store and "mushin_nb" in names

@@ -10,9 +10,8 @@ which does the same more slowly. Each patch has tests in ``tests/test_compat.py`
 :func:`public_path` and the environment variable ``MUSHIN_NB_COMPAT_OFF`` (names
 separated by commas, or ``all``; job processes read it too) force the public path.
 
-This module imports nothing of mushin_nb and anything may import it; third-party
-packages are imported inside the functions that need them. Sections: *Hydra /
-OmegaConf* (the in-process launcher's per-job work) and *notebook layer*.
+This module imports nothing of mushin_nb and anything may import it; third-party packages
+are imported where used. Sections: *Hydra / OmegaConf* (per-job work); *notebook layer*.
 
 The Hydra / OmegaConf patches are kept: their public paths cost far more than
 the 0.5 ms a job allowed (``bench/launcher_public.py``, 1,000 trivial jobs through
@@ -594,7 +593,8 @@ register(
 )
 
 
+from .hydra_search import HYDRA_CONFIG_SEARCH_PATH  # noqa: E402  (registers the patch)
 from .notebook import *  # noqa: E402,F403  (the notebook layer's section: its names are ours too)
 from .notebook import __all__ as _notebook_all  # noqa: E402
 
-__all__ += _notebook_all
+__all__ += [*_notebook_all, HYDRA_CONFIG_SEARCH_PATH]
