@@ -227,7 +227,7 @@ class MultiRunMetricsWorkflow(BaseWorkflow):
             fatal = [d for d in damage if d.fatal]
             if fatal:
                 raise ValueError(f"Cannot load the sweep in {wd}: {fatal[0].describe(wd)}.")
-            spec, results = load_plain_hydra(wd)
+            spec, results = load_plain_hydra(wd, damage)
         self._reset()
         self.working_dir = wd
         self._manifest = manifest

@@ -215,9 +215,13 @@ def job_params(job_dir: Path) -> dict[str, Any]:
     return out
 
 
-def load_plain_hydra(wd: Path) -> tuple[SweepSpec, list[JobResult]]:
+def load_plain_hydra(
+    wd: Path, damage: list[_store.Damage] | None = None
+) -> tuple[SweepSpec, list[JobResult]]:
     """A sweep directory written by rai mushin or plain Hydra: parameters from
-    multirun.yaml, each job's cell from its overrides.yaml."""
+    multirun.yaml, each job's cell from its overrides.yaml. A job directory whose
+    ``.hydra`` files cannot be read (a write a kill cut short) costs only that job:
+    it is added to ``damage`` (or warned about) and left out."""
     from hydra_zen import load_from_yaml
 
     from ._sweep import parse_job_overrides
@@ -236,15 +240,25 @@ def load_plain_hydra(wd: Path) -> tuple[SweepSpec, list[JobResult]]:
         d = hydra_dir.parent
         if d == wd:
             continue
-        hy = load_from_yaml(hydra_dir / "hydra.yaml")
-        ovs = [str(o) for o in load_from_yaml(hydra_dir / "overrides.yaml")]
-        idx = parse_job_overrides(ovs, lookup)
+        try:
+            job_num = int(load_from_yaml(hydra_dir / "hydra.yaml").hydra.job.num)
+            ovs = [str(o) for o in load_from_yaml(hydra_dir / "overrides.yaml")]
+            idx = parse_job_overrides(ovs, lookup)
+        except Exception as e:  # torn or garbage YAML: this job's cell is unknown
+            found = _store.Damage(
+                hydra_dir,
+                f"cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
+                fix="this job's result is left out; the other jobs are read",
+            )
+            if damage is None:
+                _store.warn_damage(wd, [found], stacklevel=3)
+            else:
+                damage.append(found)
+            continue
         if idx is None:
             continue
         results.append(
-            JobResult(
-                index=idx, status="done", subdir=d.relative_to(wd).as_posix(), job_num=int(hy.hydra.job.num)
-            )
+            JobResult(index=idx, status="done", subdir=d.relative_to(wd).as_posix(), job_num=job_num)
         )
     results.sort(key=lambda r: r.job_num)
     return spec, results
@@ -257,7 +271,7 @@ def rebuild_from_job_dirs(wd: Path, damage: list[_store.Damage]) -> tuple[SweepS
     result from its result file. A job without a result leaves its cell missing."""
     from dataclasses import replace
 
-    spec, plain = load_plain_hydra(wd)
+    spec, plain = load_plain_hydra(wd, damage)
     # the runs of this sweep are those in its current index (a fresh run archives the
     # index, a resume appends to it): a result file left by a replaced run is not one
     current = {str(d.get("run_id", "")) for d in _store.read_index_raw(wd)[0]}

@@ -322,6 +322,21 @@ def test_corrupt_manifest_without_copies_reloads_from_the_job_dirs_and_refuses_r
         run_grid(str(d), resume=True)
 
 
+@pytest.mark.parametrize("torn", ["hydra.yaml", "overrides.yaml"])
+def test_torn_hydra_file_without_manifest_costs_its_job_only(torn):
+    """No manifest and no per-run copies, and one job's .hydra file cut short (a kill
+    mid-write): that job is left out with a warning naming the file; every other cell
+    reloads exactly."""
+    d, ref = run_grid()
+    shutil.rmtree(d / ".mushin" / "runs")
+    os.unlink(d / ".mushin" / "manifest.json")
+    f = job_dir(d, (3, 1)) / ".hydra" / torn
+    f.write_text("hydra:\n  job: [\n" if torn == "hydra.yaml" else "- x=3\n- 'y=")
+    wf, ds, msgs = reload(d)
+    assert_local(ds, ref, {(3, 1)})
+    assert any(str(f.parent.relative_to(d)) in m and "cannot be read" in m for m in msgs), msgs
+
+
 # ---------------------------------------------------------------- outside the sweep directory
 
 
