@@ -87,6 +87,7 @@ def test_background_view_updates_and_cells_run(page, jupyter, jupyter_log, open_
 def test_panel_over_ipywidgets(page, jupyter, jupyter_log, open_notebook, shot, clock, artifacts):
     """The path VS Code and Colab use: Panel renders through jupyter_bokeh's ipywidget,
     and its messages go over ipywidgets' comms (forced here in JupyterLab)."""
+    (jupyter.root / "results.nc").unlink(missing_ok=True)  # another test in this server saved one
     nb = open_notebook(notebook_variant(jupyter, "panel_save.ipynb", "ipywidgets"))
     assert "READY" in nb.run_print(0, "READY", timeout=90)
     nb.execute(1)

@@ -159,6 +159,7 @@ def test_panel_values_run_cancel(page, jupyter, jupyter_log, open_notebook, shot
 
 
 def test_panel_save_roundtrip(page, jupyter, jupyter_log, open_notebook, shot, clock):
+    (jupyter.root / "results.nc").unlink(missing_ok=True)  # another test in this server saved one
     nb = open_notebook("panel_save.ipynb")
     assert "READY" in nb.run_print(0, "READY", timeout=90)
     nb.execute(1)
