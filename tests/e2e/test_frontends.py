@@ -168,7 +168,7 @@ def test_offline_panel_sweep(page, jupyter, jupyter_log, open_notebook, shot, cl
     assert alert["padding"] == "12px" and alert["radius"] == "4px", f"the alert is unstyled: {alert}"
     nb.wait_canvas(1, timeout=30)
     shot("sweep-running")
-    nb.wait_output(1, r"Finished: 6 jobs", timeout=60)
+    nb.wait_output(1, r"\b6 done\b", timeout=60)
     end = nb.run_print(2, "END")
     assert "done=6" in end and "total=6" in end, end
     shot("finished")
