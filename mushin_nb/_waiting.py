@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._execution import SweepRun
@@ -26,8 +26,9 @@ class ProgressBar:
 
         self.run = run
         s = run.status
-        kwargs = dict(total=s["total"], initial=run.skipped, desc=run.workflow_name, unit="job")
-        self._shown = None
+        kwargs: dict[str, Any] = dict(total=s["total"], initial=run.skipped, desc=run.workflow_name, unit="job")
+        self._shown: Any = None
+        self.bar: Any
         notebook = sys.modules.get("tqdm.notebook")
         if notebook is not None and issubclass(tqdm, notebook.tqdm_notebook):
             # the widget, shown here with a display id: close() shows it again, so the

@@ -84,7 +84,7 @@ def _same_as_deepcopy() -> bool:
     same = same and OmegaConf.get_type(got) is Sample and OmegaConf.is_readonly(got.inner)
     same = same and OmegaConf.is_struct(got) and got.inner._get_parent() is got
     got.outer = "changed"  # a copy: the original does not change
-    return same and cfg.outer == "o" and got.inner.s == "changed" and cfg.inner.s == "o"
+    return bool(same and cfg.outer == "o" and got.inner.s == "changed" and cfg.inner.s == "o")
 
 
 def copy_config(cfg: Any) -> Any:

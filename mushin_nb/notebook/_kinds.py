@@ -359,7 +359,7 @@ def _state_legend(plot: Any, element: Any) -> None:
         glyph_height=12,
         glyph_width=12,
         spacing=1,
-        padding=4,
+        padding=4,  # pyright: ignore[reportArgumentType]  (bokeh types its properties as Property[...])
         margin=4,
         border_line_alpha=0,
     )

@@ -101,6 +101,7 @@ def check_settings(text: str, launcher: str) -> dict[str, Any]:
     info = resolve_launcher(launcher)
     fields = launcher_fields(info)
     for name in settings if fields is not None else ():
+        assert fields is not None
         if name not in fields:
             close = difflib.get_close_matches(name, fields, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
