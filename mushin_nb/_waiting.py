@@ -26,7 +26,9 @@ class ProgressBar:
 
         self.run = run
         s = run.status
-        kwargs: dict[str, Any] = dict(total=s["total"], initial=run.skipped, desc=run.workflow_name, unit="job")
+        kwargs: dict[str, Any] = dict(
+            total=s["total"], initial=run.skipped, desc=run.workflow_name, unit="job"
+        )
         self._shown: Any = None
         self.bar: Any
         notebook = sys.modules.get("tqdm.notebook")
