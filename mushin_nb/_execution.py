@@ -187,6 +187,8 @@ class SweepRun:
         self.jobs: list[Any] = []
         self.skipped = 0
         self._on_finish: list[Callable[[SweepRun], Any]] = []
+        self._finish_lock = threading.Lock()  # guards _on_finish and _callbacks_over
+        self._callbacks_over = False  # the end's callbacks have all been called
         self.manifest: dict[str, Any] | None = None
         for r in previous or []:
             self._results[r.index] = r
@@ -482,15 +484,20 @@ class SweepRun:
 
     def on_finish(self, callback: Callable[[SweepRun], Any]) -> None:
         """Call ``callback(run)`` once when the sweep ends (at once if it has ended)."""
-        if self.done:
-            callback(self)
-        else:
-            self._on_finish.append(callback)
+        with self._finish_lock:
+            if not self._callbacks_over:  # the end's loop calls it (even if it is running now)
+                self._on_finish.append(callback)
+                return
+        callback(self)
 
     def on_finish_first(self, callback: Callable[[SweepRun], Any]) -> None:
         """As :meth:`on_finish`, called before the callbacks registered so far (the
         engine releases the sweep directory's lock this way, before results are read)."""
-        self._on_finish.insert(0, callback)
+        with self._finish_lock:
+            if not self._callbacks_over:
+                self._on_finish.insert(0, callback)
+                return
+        callback(self)
 
     def leave_out(self, cells: Iterable[tuple[int, ...]], *, results: Iterable[JobResult] = ()) -> None:
         """Before the run begins: cells of its grid that it does not launch (an adaptive
@@ -557,7 +564,9 @@ class SweepRun:
                     pass
                 self._settle_unrecorded()  # no cell stays pending or running
                 if isinstance(self._error, OSError):
-                    self._error = self._stopped_by(self._error)
+                    from ._waiting import stopped_by
+
+                    self._error = stopped_by(self, self._error)
                 _store.clear_cancel(self.sweep_dir)
                 unregister(self.sweep_dir, self.state)
                 _active.pop("run", None)
@@ -565,38 +574,27 @@ class SweepRun:
                 _store.save_columns(self.sweep_dir, list(self._results.values()))  # fast reloads
                 self._ended = time.time()
                 _sweep_lock.release()
-                for fn in self._on_finish:
-                    try:
-                        fn(self)
-                    except Exception as e:  # pragma: no cover - defensive
-                        log.warning("mushin_nb: collecting the results failed: %s", e)
+                self._call_finish_callbacks()
                 self._finished.set()
 
         self._thread = threading.Thread(target=body, name="mushin-sweep", daemon=True)
         self._thread.start()
 
-    def _stopped_by(self, e: OSError) -> SweepError:
-        """A file-system error that stopped the whole sweep (a full disk, a lost
-        mount) as a :class:`SweepError` that says what was kept and how to go on."""
-        from ._waiting import api_advice
-
-        s = self.status
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        summary = (
-            f"The sweep of {self.workflow_name} stopped: {e.strerror or e}{where}. "
-            f"{s['done']} finished results of {s['total']} are kept in {self.sweep_dir} "
-            f"({s['failed']} failed, {s['cancelled']} not run)."
-        )
-        err = SweepError(
-            f"{summary} {api_advice('resume_rest', self.sweep_dir)}",
-            dataset=self.dataset,
-            failures=self.failures,
-            summary=summary,
-            sweep_dir=self.sweep_dir,
-            fix="resume_rest",
-        )
-        err.__cause__ = e
-        return err
+    def _call_finish_callbacks(self) -> None:
+        """Each on_finish callback once, in order, including one registered while
+        they run (none is dropped between the last call and ``done``)."""
+        n = 0
+        while True:
+            with self._finish_lock:
+                if n == len(self._on_finish):
+                    self._callbacks_over = True
+                    return
+                fn = self._on_finish[n]
+            n += 1
+            try:
+                fn(self)
+            except Exception as e:  # pragma: no cover - defensive
+                log.warning("mushin_nb: collecting the results failed: %s", e)
 
     def _settle_unrecorded(self) -> None:
         """After the sweep: cells still pending or running become ``cancelled``

@@ -12,9 +12,10 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._errors import SweepError
     from ._execution import SweepRun
 
-__all__ = ["ProgressBar", "wait_for", "failures_message", "failures_summary", "api_advice"]
+__all__ = ["ProgressBar", "wait_for", "failures_message", "failures_summary", "api_advice", "stopped_by"]
 
 
 class ProgressBar:
@@ -133,3 +134,27 @@ def api_advice(fix: str, sweep_dir: object) -> str:
         "the task (data, resources), or resume='force' after fixing the task's code (resume=True "
         "refuses to mix results of two versions of a task)."
     )
+
+
+def stopped_by(run: SweepRun, e: OSError) -> SweepError:
+    """A file-system error that stopped the whole sweep (a full disk, a lost mount)
+    as a :class:`~mushin_nb.SweepError` that says what was kept and how to go on."""
+    from ._errors import SweepError
+
+    s = run.status
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    summary = (
+        f"The sweep of {run.workflow_name} stopped: {e.strerror or e}{where}. "
+        f"{s['done']} finished results of {s['total']} are kept in {run.sweep_dir} "
+        f"({s['failed']} failed, {s['cancelled']} not run)."
+    )
+    err = SweepError(
+        f"{summary} {api_advice('resume_rest', run.sweep_dir)}",
+        dataset=run.dataset,
+        failures=run.failures,
+        summary=summary,
+        sweep_dir=run.sweep_dir,
+        fix="resume_rest",
+    )
+    err.__cause__ = e
+    return err

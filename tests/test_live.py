@@ -391,3 +391,38 @@ def test_start_then_wait_fills_the_workflow_attributes(cleandir):
     ds = run.wait(60)
     assert wf.metrics == {"y": [2, 3]} and len(wf.jobs) == 2
     xr.testing.assert_identical(wf.to_xarray(), ds.drop_vars("status"))
+
+
+class Quick(MultiRunMetricsWorkflow):
+    @staticmethod
+    def task(x: int) -> dict:
+        return dict(y=x)
+
+
+def test_on_finish_calls_every_callback_once_however_late_it_is_registered(cleandir):
+    """A callback registered while the end's callbacks run, or from another thread at
+    any moment around the end, is called exactly once; none falls in a gap between
+    the last callback and ``done``."""
+    for k in range(25):
+        wf = Quick()
+        run = wf.start(x=multirun([1, 2]), working_dir=f"s{k}")
+        calls: list[str] = []
+
+        def first(r: SweepRun) -> None:
+            r.on_finish(lambda _: calls.append("inner"))  # registered while callbacks run
+
+        run.on_finish(first)
+
+        def late() -> None:
+            while not run.done:  # register at whatever moment the end is at
+                pass
+            run.on_finish(lambda _: calls.append("late"))
+
+        racer = threading.Thread(target=late)
+        racer.start()
+        run.on_finish(lambda _: calls.append("early"))
+        run.wait(timeout=60)
+        racer.join(60)
+        assert sorted(calls) == ["early", "inner", "late"], (k, calls)
+    run.on_finish(lambda _: calls.append("after"))
+    assert calls[-1] == "after"
