@@ -54,7 +54,8 @@ def outside_frames(tb: TracebackType | None) -> list[str]:
 
 def refusal(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a function that checks a user's arguments: a ``ValueError``,
-    ``TypeError`` or ``OSError`` out of it is a refusal, which IPython shows with the
+    ``TypeError``, ``OSError`` or an error whose class sets ``is_refusal`` (another
+    sweep running, a locked directory) out of it is a refusal, which IPython shows with the
     caller's frames and the message only (:func:`outside_frames`); elsewhere (a script,
     a debugger) its traceback is whole.
 
@@ -73,8 +74,9 @@ def refusal(fn: Callable[..., Any]) -> Callable[..., Any]:
     def checked(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (ValueError, TypeError, OSError) as e:
-            if not hasattr(e, "_render_traceback_"):
+        except Exception as e:
+            refused = isinstance(e, (ValueError, TypeError, OSError)) or getattr(e, "is_refusal", False)
+            if refused and not hasattr(e, "_render_traceback_"):
                 e._render_traceback_ = functools.partial(_render, e)  # type: ignore[attr-defined]
             raise
 

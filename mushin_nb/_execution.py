@@ -103,6 +103,8 @@ _active: dict[str, Any] = {}
 class SweepBusy(RuntimeError):
     """Another sweep is running in this kernel (Hydra's state is process-wide)."""
 
+    is_refusal = True  # shown without the frames inside mushin_nb (see _errors.refusal)
+
 
 def claim_sweep_slot() -> None:
     """Take this process's one sweep slot, or raise :class:`SweepBusy` (touching

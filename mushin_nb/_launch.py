@@ -392,6 +392,7 @@ def _claim_dir(plan: SweepPlan) -> tuple[Path, Any, Callable[[], None]]:
     return sweep_dir, lock, undo
 
 
+@refusal  # another sweep running, a locked directory, a refused resume: the message only
 def start_sweep(plan: SweepPlan, *, bind: Callable[[SweepRun], None] | None = None) -> SweepRun:
     """Run a planned sweep in a background thread and return its :class:`SweepRun`.
 

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._dataset import encode_attrs, netcdf_engine, none_fill, save_netcdf
+from ._errors import refusal
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -71,6 +72,7 @@ DEFAULT_EVERY = 1.0
 _MIN_WIDTH = 16  # bytes of a text column; doubled as longer texts arrive
 
 
+@refusal  # a bad save=: IPython shows the caller's frames and the message only
 def check_save_path(save: Any, *, resume: bool | str = False, adaptive: Any = None) -> Path | None:
     """``save=`` of ``run()``/``start()`` checked (nothing is written): the absolute path
     of the NetCDF file, or None. An existing file is continued only by a resume; a sweep

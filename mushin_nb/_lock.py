@@ -93,6 +93,8 @@ class SweepLocked(RuntimeError):
     True True
     """
 
+    is_refusal = True  # shown without the frames inside mushin_nb (see _errors.refusal)
+
     def __init__(self, message: str, *, holder: dict[str, Any], path: Path, sweep_dir: Path):
         super().__init__(message)
         self.holder = holder

@@ -383,3 +383,44 @@ def test_the_api_in_a_kernel_shows_the_callers_line_and_the_message_not_the_inte
     assert status == "error" and "SweepError: 1 of 2 jobs of Half failed" in text and "Half().run(" in text
     assert "resume=True" in text  # the API's own terms here
     assert "mushin_nb/" not in text and "_execution" not in text, text
+
+
+def test_api_refusals_after_the_plan_show_the_message_not_the_internals(kernel):
+    """save= to an existing file, a second sweep while one runs in the kernel, a
+    directory another process holds, and sweep_panel(launcher=typo): the caller's line
+    and the message, no frame inside mushin_nb; nothing changed on disk."""
+    run, cwd = kernel
+    (cwd / "exists.nc").write_text("keep")
+    status, _ = run(
+        "import threading, time\n"
+        "from mushin_nb import MultiRunMetricsWorkflow, multirun, sweep_panel\n"
+        "from mushin_nb._lock import SweepLock\n"
+        "gate = threading.Event()\n"
+        "class Slow(MultiRunMetricsWorkflow):\n"
+        "    @staticmethod\n"
+        "    def task(x: int) -> dict:\n"
+        "        gate.wait(60)\n"
+        "        return dict(y=x)\n"
+    )
+    assert status == "ok"
+    cases = {
+        f"Slow().run(x=multirun([1]), working_dir='{cwd / 'a'}', save='{cwd / 'exists.nc'}')": "the file exists",
+        f"held = SweepLock('{cwd / 'held'}'); held.acquire()\n"
+        f"Slow().run(x=multirun([1]), working_dir='{cwd / 'held'}')": "SweepLocked",
+        "sweep_panel(Slow, launcher='jobllib')": "did you mean 'joblib'",
+    }
+    for code, expected in cases.items():
+        status, text = run(code)
+        assert status == "error" and expected in text, (code, text)
+        assert "Slow().run(" in text or "sweep_panel(" in text, text
+        for term in ("mushin_nb/", "_launch", "_live_netcdf", "_lock.py", "_sweep_panel"):
+            assert term not in text, (term, text)
+    run("held.release()")
+    status, _ = run(f"r = Slow().start(x=multirun([1]), working_dir='{cwd / 'first'}')")
+    assert status == "ok"
+    status, text = run(f"Slow().run(x=multirun([2]), working_dir='{cwd / 'second'}')")
+    assert status == "error" and "SweepBusy" in text and "Slow().run(" in text, text
+    assert "mushin_nb/" not in text and "_execution" not in text, text
+    assert not (cwd / "second").exists() and (cwd / "exists.nc").read_text() == "keep"
+    out = run("gate.set(); print(r.wait(60)['y'].values.tolist())")[1]
+    assert out.strip() in ("[1]", "[1.0]"), out

@@ -11,6 +11,7 @@ from typing import Any
 
 import param
 
+from .._errors import refusal
 from .._launchers import DEFAULT_LAUNCHER, LAUNCHERS, installed_launchers, launcher_label, resolve_launcher
 from . import _deps
 from ._launcher_settings import check_settings, settings_text
@@ -118,6 +119,7 @@ class SweepPanel(param.Parameterized):
     message = param.String(default="", doc="The last thing that happened (started, saved, an error).")
     save_message = param.String(default="", doc="What Save did (or why it did not).")
 
+    @refusal  # a bad initial value (a misspelled launcher): IPython shows the message only
     def __init__(
         self, workflow: Any, *, interval: float | None = 0.25, metric: str | None = None, **initial: Any
     ):
