@@ -1,7 +1,12 @@
 """``panel-inline-css-updates``: with ``pn.extension(inline=True)``, a pane updated after
 the first render (the panel's status line, the "a sweep is running" alert) keeps its
 stylesheets inline instead of linking them from Panel's CDN (offline: unstyled). A real
-Panel render over a pyviz_comms comm; the browser suite checks the page itself."""
+Panel render over a pyviz_comms comm; the browser suite checks the page itself.
+
+``panel-ipywidget-inline-css``: over ipywidgets (``comms="ipywidgets"``/``"vscode"``, a
+real jupyter_bokeh ``BokehModel`` from ``panel.io.notebook.ipywidget``) Panel renders
+without a comm; with ``inline=True`` the components still carry their CSS inline, at the
+first render and for children added later."""
 
 from __future__ import annotations
 
@@ -79,3 +84,51 @@ def test_the_guard_refuses_other_versions(monkeypatch):
     finally:
         monkeypatch.undo()
         _compat._refresh(_compat.PANEL_INLINE_CSS)
+
+
+@pytest.fixture
+def over_ipywidgets(monkeypatch):
+    pytest.importorskip("jupyter_bokeh")
+    monkeypatch.setattr(pn.config, "comms", "ipywidgets")
+    monkeypatch.setattr(pn.config, "inline", True)
+    assert _compat.inline_css_over_ipywidgets()
+
+
+def _widget_cdn_sheets(widget) -> list[str]:
+    from bokeh.models import UIElement
+
+    return [u for m in widget._model.select({"type": UIElement}) for u in _cdn_sheets(m)]
+
+
+def test_over_ipywidgets_the_css_is_inline(over_ipywidgets):
+    from panel.io.notebook import ipywidget
+
+    col = pn.Column(pn.widgets.Button(label="Run"), pn.pane.Alert("a", alert_type="warning"))
+    widget = ipywidget(col)
+    assert type(widget).__name__ == "BokehModel"
+    assert not _widget_cdn_sheets(widget)
+    col.append(pn.widgets.TextInput(placeholder="results.nc"))  # sent after the first render
+    col[0] = pn.pane.Markdown("replaced")
+    assert not _widget_cdn_sheets(widget), "a later child linked its CSS from the CDN"
+
+
+def test_over_ipywidgets_panel_itself_links_the_cdn(over_ipywidgets, monkeypatch):
+    """What the patch is for, and that it follows ``inline``: without it Panel links every
+    component's CSS from its CDN over ipywidgets."""
+    from panel.io.notebook import ipywidget
+
+    monkeypatch.setattr(pn.config, "inline", False)
+    widget = ipywidget(pn.Column(pn.widgets.Button(label="Run")))
+    assert any(u.endswith("button.css") for u in _widget_cdn_sheets(widget))
+
+
+def test_the_ipywidget_guard_refuses_other_versions(monkeypatch):
+    real = _compat.installed_version
+    monkeypatch.setattr(_compat, "installed_version", lambda p: (99, 0) if p == "panel" else real(p))
+    _compat._refresh(_compat.PANEL_IPYWIDGET_INLINE_CSS)
+    try:
+        assert "99.0 is not" in str(_compat.refusal(_compat.PANEL_IPYWIDGET_INLINE_CSS))
+        assert not _compat.inline_css_over_ipywidgets()
+    finally:
+        monkeypatch.undo()
+        _compat._refresh(_compat.PANEL_IPYWIDGET_INLINE_CSS)

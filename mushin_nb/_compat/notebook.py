@@ -369,3 +369,137 @@ register(
         probe=_probe_inline_css,
     )
 )
+
+
+# Over ipywidgets (``pn.extension(comms="ipywidgets")``, VS Code's "vscode", Colab through
+# jupyter_bokeh) Panel renders with ``panel.io.notebook.ipywidget`` -> ``get_root(doc)``
+# without a comm, so neither its inline render (``_render_mimebundle``) nor its inline
+# re-render of changed children (``Renderable._preprocess``, only when a comm exists)
+# applies: every component links its CSS from the CDN. No public setting changes that
+# (``config.inline``, bokeh's resources mode and ``PANEL_CDN_ROOT`` (read at import) do
+# not reach these stylesheets), so with ``config.inline`` and those comms the properties
+# models are made and updated with (``Reactive._get_properties``, ``Syncable._update_model``)
+# carry the CSS inline, and ``_preprocess`` inlines whatever a render left linked.
+
+__all__ += ["inline_css_over_ipywidgets", "PANEL_IPYWIDGET_INLINE_CSS"]
+
+PANEL_IPYWIDGET_INLINE_CSS = "panel-ipywidget-inline-css"
+_WIDGET_COMMS = ("ipywidgets", "vscode")
+
+
+def _inline_rendered(viewable: Any, root: Any, changed: Any = None) -> int:
+    """Inline the CDN stylesheets of what ``viewable._preprocess(root, changed)`` rendered:
+    the whole root, or the ``changed`` object's models; how many it replaced."""
+    from bokeh.models import UIElement
+
+    ref = root.ref["id"]
+    if changed is not None and ref in changed._models:
+        tops = [changed._models[ref][0]]
+    else:
+        tops = [root]
+    return sum(inline_stylesheets(m) for top in tops for m in top.select({"type": UIElement}))
+
+
+def _over_widgets() -> bool:
+    from panel.config import config
+
+    return bool(config.inline) and config.comms in _WIDGET_COMMS
+
+
+def _inline_sheets(sheets: Any) -> Any:
+    """``sheets`` with Panel's CDN stylesheets replaced by the same CSS inline (the list
+    itself when there are none)."""
+    from bokeh.models import ImportedStyleSheet
+    from panel.io.notebook import replace_inline_css
+
+    if not isinstance(sheets, list) or not any(isinstance(x, ImportedStyleSheet) for x in sheets):
+        return sheets
+    return [replace_inline_css(x) if isinstance(x, ImportedStyleSheet) else x for x in sheets]
+
+
+def inline_css_over_ipywidgets() -> bool:
+    """Have Panel objects rendered over ipywidgets (jupyter_bokeh) carry their stylesheets
+    inline with ``pn.extension(inline=True)``, as over Panel's own comms: in the
+    properties a model is made or updated with (never sent as CDN links first), and
+    after a (re-)render; whether they do (False when the guard refuses).
+
+    Examples
+    --------
+    >>> with public_path(PANEL_IPYWIDGET_INLINE_CSS):
+    ...     inline_css_over_ipywidgets()
+    False
+    """
+    if not usable(PANEL_IPYWIDGET_INLINE_CSS):
+        return False
+    from panel.reactive import Reactive, Syncable
+    from panel.viewable import Renderable
+
+    pre = Renderable.__dict__["_preprocess"]
+    if getattr(pre, "_mushin_inline_css", False):
+        return True
+    upd, props = Syncable.__dict__["_update_model"], Reactive.__dict__["_get_properties"]
+
+    def _preprocess(self: Any, root: Any, changed: Any = None, old_models: Any = None) -> None:
+        pre(self, root, changed, old_models)
+        if _over_widgets():
+            _inline_rendered(self, root, changed)
+
+    def _update_model(self: Any, events: Any, msg: Any, root: Any, model: Any, doc: Any, comm: Any) -> None:
+        if "stylesheets" in msg and _over_widgets():
+            msg["stylesheets"] = _inline_sheets(msg["stylesheets"])
+        upd(self, events, msg, root, model, doc, comm)
+
+    def _get_properties(self: Any, doc: Any) -> dict[str, Any]:
+        out = props(self, doc)
+        if "stylesheets" in out and _over_widgets():
+            out["stylesheets"] = _inline_sheets(out["stylesheets"])
+        return out
+
+    wraps = [(Renderable, "_preprocess", _preprocess, pre), (Syncable, "_update_model", _update_model, upd)]
+    for cls, name, new, original in [*wraps, (Reactive, "_get_properties", _get_properties, props)]:
+        new._mushin_inline_css = True  # type: ignore[attr-defined]
+        new.__wrapped__ = original  # type: ignore[attr-defined]
+        setattr(cls, name, new)
+    return True
+
+
+def _probe_ipywidget_css() -> None:
+    import inspect
+
+    from panel.io import notebook
+    from panel.pane.base import Pane
+    from panel.viewable import Renderable
+
+    if "get_root" not in _code_names(notebook.ipywidget):
+        raise AssertionError("panel.io.notebook.ipywidget no longer renders with get_root")
+    pre = Renderable.__dict__.get("_preprocess")
+    pre = getattr(pre, "__wrapped__", pre)
+    if pre is None or list(inspect.signature(pre).parameters) != ["self", "root", "changed", "old_models"]:
+        raise AssertionError("Renderable._preprocess(root, changed, old_models) changed")
+    from panel.reactive import Reactive, Syncable
+
+    upd = Syncable.__dict__.get("_update_model")
+    upd = getattr(upd, "__wrapped__", upd)
+    if upd is None or "update" not in _code_names(upd):
+        raise AssertionError("Syncable._update_model no longer updates the model")
+    props = Reactive.__dict__.get("_get_properties")
+    props = getattr(props, "__wrapped__", props)
+    if props is None or "stylesheets" not in (props.__code__.co_consts or ()):
+        raise AssertionError("Reactive._get_properties no longer returns the stylesheets")
+    for fn in (Renderable.get_root, Pane._get_root_model):
+        if "_preprocess" not in _code_names(fn):
+            raise AssertionError(f"{fn.__qualname__} no longer calls _preprocess")
+
+
+register(
+    Patch(
+        PANEL_IPYWIDGET_INLINE_CSS,
+        package="panel",
+        versions=">=1.4,<2",
+        internals="panel Renderable._preprocess, Syncable._update_model, Reactive._get_properties wrapped "
+        "(stylesheets inlined, over ipywidgets comms)",
+        public_path="Panel's own _preprocess: over ipywidgets (VS Code, Colab, jupyter_bokeh) every "
+        "component links its CSS from Panel's CDN (offline: unstyled)",
+        probe=_probe_ipywidget_css,
+    )
+)

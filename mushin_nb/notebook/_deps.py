@@ -15,6 +15,9 @@ BokehJS must reach a notebook page once, inline (so plots render offline):
   that asks the CDN for Panel's es-module-shims).
 - Panes (HTML, Alert, ...) updated after the first render would link their
   stylesheets from the CDN again: :func:`mushin_nb._compat.inline_css_on_update`.
+- Over ipywidgets (``comms="ipywidgets"``/``"vscode"``: jupyter_bokeh) Panel renders
+  without a comm and links every component's CSS from its CDN, whatever
+  ``config.inline`` says: :func:`mushin_nb._compat.inline_css_over_ipywidgets`.
 
 The third-party internals this needs (Panel's "extension loaded" flag, pyviz_comms'
 record of the cell, its stdout capture) are read and written in
@@ -93,6 +96,9 @@ def pn() -> Any:
             _compat.thread_safe_comm_stdout()
             # panes updated after the first render keep their stylesheets inline (offline)
             _compat.inline_css_on_update()
+            # over ipywidgets (VS Code, Colab, jupyter_bokeh) Panel links every component's
+            # CSS from its CDN; inline, as over its own comms (no public setting does it)
+            _compat.inline_css_over_ipywidgets()
         if not _compat.panel_extension_loaded():
             # no extra extensions: e.g. Tabulator's JS would come from a CDN in notebooks
             panel.extension(inline=True)
