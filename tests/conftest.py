@@ -1,10 +1,17 @@
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+# The Ctrl-C tests press it with _thread.interrupt_main(), which does nothing while SIGINT is
+# ignored, and a background job of a non-interactive shell (`.ci/run &`, nohup) starts with
+# SIGINT ignored: a blocking run would then wait for its jobs instead of being interrupted.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 settings.register_profile("ci", deadline=None, max_examples=25, print_blob=True)
 settings.register_profile("fast", deadline=None, max_examples=5)
