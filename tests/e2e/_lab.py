@@ -635,7 +635,13 @@ def assert_clean(
 
 
 def keep_as_docs_image(src: Path, name: str) -> Path:
-    dst = Path(__file__).parents[2] / "docs" / "images" / name
+    """The screenshot as docs/images/<name> with MUSHIN_NB_UPDATE_DOCS_IMAGES=1 (a test
+    run leaves the tracked image alone otherwise), else as test-artifacts/docs-<name>."""
+    root = Path(__file__).parents[2]
+    if os.environ.get("MUSHIN_NB_UPDATE_DOCS_IMAGES") == "1":
+        dst = root / "docs" / "images" / name
+    else:
+        dst = root / "test-artifacts" / f"docs-{name}"
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(src, dst)
     return dst
