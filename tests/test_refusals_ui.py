@@ -366,33 +366,7 @@ def test_the_docs_list_every_launcher_name_the_refusals_offer():
             assert f"`{name}`" in rows[info.name], (info.name, name)
 
 
-class Big(MultiRunMetricsWorkflow):
-    @staticmethod
-    def task(x: int) -> dict:
-        import numpy as np
-
-        return dict(y=x * 10, a=np.full(12000, float(x)))  # about 96 kB per job
-
-
-@pytest.fixture()
-def small_disk(tmp_path):
-    """A real 600 kB tmpfs (root only; CI runs as root)."""
-    import shutil
-    import uuid
-
-    mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
-    mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI runs as root and must be able to mount a tmpfs")
-        pytest.skip("mounting a tmpfs needs root (CI runs this test)")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+from test_full_disk import Big, small_disk  # noqa: E402,F401,F811  (the full-disk test's task and real tmpfs)
 
 
 def test_a_sweep_stopped_by_a_full_disk_is_said_with_each_surfaces_controls(ip, small_disk, monkeypatch):
