@@ -52,3 +52,27 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("cluster") or item.nodeid.startswith("tests/e2e/"):
             item.add_marker(pytest.mark.flaky(reruns=2, reruns_delay=2))
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A real 600 kB tmpfs (root only; CI runs as root), unmounted afterwards."""
+    import shutil
+    import subprocess
+    import uuid
+
+    mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root and must be able to mount a tmpfs for the full-disk test")
+        pytest.skip("mounting a tmpfs needs root (CI runs this test)")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a tmpfs: {r.stderr.decode()}")
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

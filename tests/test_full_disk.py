@@ -2,10 +2,7 @@
 and reloads exactly, the sweep ends with a clear error, no cell stays open, and
 resume after space is freed completes the grid."""
 
-import os
-import shutil
 import subprocess
-import uuid
 import warnings
 
 import numpy as np
@@ -20,25 +17,6 @@ class Big(MultiRunMetricsWorkflow):
     @staticmethod
     def task(x: int) -> dict:
         return dict(y=x * 10, a=np.full(12000, float(x)))  # about 96 kB per job
-
-
-@pytest.fixture()
-def small_disk(tmp_path):
-    mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
-    mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI runs as root and must be able to mount a tmpfs for the full-disk test")
-        pytest.skip("mounting a tmpfs needs root (CI runs this test)")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)], capture_output=True)
-    if r.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"cannot mount a tmpfs: {r.stderr.decode()}")
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_full_disk_keeps_every_written_result_and_resume_completes(small_disk):

@@ -399,30 +399,35 @@ class Quick(MultiRunMetricsWorkflow):
         return dict(y=x)
 
 
+def _race_the_end(working_dir: str) -> tuple[SweepRun, list[str]]:
+    """A sweep with callbacks registered before the end, from a callback while the end's
+    callbacks run, and from a thread the moment ``done`` is seen."""
+    run = Quick().start(x=multirun([1, 2]), working_dir=working_dir)
+    calls: list[str] = []
+
+    def first(r: SweepRun) -> None:
+        r.on_finish(lambda _: calls.append("inner"))  # registered while callbacks run
+
+    def late() -> None:
+        while not run.done:  # register at whatever moment the end is at
+            pass
+        run.on_finish(lambda _: calls.append("late"))
+
+    run.on_finish(first)
+    racer = threading.Thread(target=late)
+    racer.start()
+    run.on_finish(lambda _: calls.append("early"))
+    run.wait(timeout=60)
+    racer.join(60)
+    return run, calls
+
+
 def test_on_finish_calls_every_callback_once_however_late_it_is_registered(cleandir):
     """A callback registered while the end's callbacks run, or from another thread at
     any moment around the end, is called exactly once; none falls in a gap between
     the last callback and ``done``."""
     for k in range(25):
-        wf = Quick()
-        run = wf.start(x=multirun([1, 2]), working_dir=f"s{k}")
-        calls: list[str] = []
-
-        def first(r: SweepRun) -> None:
-            r.on_finish(lambda _: calls.append("inner"))  # registered while callbacks run
-
-        run.on_finish(first)
-
-        def late() -> None:
-            while not run.done:  # register at whatever moment the end is at
-                pass
-            run.on_finish(lambda _: calls.append("late"))
-
-        racer = threading.Thread(target=late)
-        racer.start()
-        run.on_finish(lambda _: calls.append("early"))
-        run.wait(timeout=60)
-        racer.join(60)
+        run, calls = _race_the_end(f"s{k}")
         assert sorted(calls) == ["early", "inner", "late"], (k, calls)
     run.on_finish(lambda _: calls.append("after"))
     assert calls[-1] == "after"

@@ -366,7 +366,7 @@ def test_the_docs_list_every_launcher_name_the_refusals_offer():
             assert f"`{name}`" in rows[info.name], (info.name, name)
 
 
-from test_full_disk import Big, small_disk  # noqa: E402,F401,F811  (the full-disk test's task and real tmpfs)
+from test_full_disk import Big  # noqa: E402  (the full-disk test's task; small_disk is in conftest)
 
 
 def test_a_sweep_stopped_by_a_full_disk_is_said_with_each_surfaces_controls(ip, small_disk, monkeypatch):
