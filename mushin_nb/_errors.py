@@ -10,6 +10,7 @@ keyword arguments, and the magic, the panel and the CLI re-render it with
 from __future__ import annotations
 
 import functools
+import re
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
     from ._execution import JobFailure
 
-__all__ = ["SweepError", "outside_frames", "refusal"]
+__all__ = ["SweepError", "outside_frames", "refusal", "rephrase"]
 
 _PACKAGE = str(Path(__file__).resolve().parent)
 
@@ -81,6 +82,18 @@ def refusal(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
 
     return checked
+
+
+def rephrase(message: str, terms: list[tuple[re.Pattern[str], str]]) -> str:
+    """``message`` with each pattern of ``terms`` replaced, in order: how a surface
+    (the magic, the panel, the CLI) names the engine's keyword arguments its own way.
+
+    >>> rephrase("pass resume=True", [(re.compile(r"resume=True"), "--resume")])
+    'pass --resume'
+    """
+    for pat, repl in terms:
+        message = pat.sub(repl, message)
+    return message
 
 
 def _render(e: BaseException) -> list[str]:

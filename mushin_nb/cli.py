@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._errors import rephrase
+
 _DESCRIPTION = "Hydra parameter sweeps as labeled xarray Datasets, from the command line."
 _EPILOG = "`mushin-nb COMMAND --help` describes a command's flags."
 
@@ -52,9 +54,7 @@ def in_flag_terms(message: str) -> str:
     >>> in_flag_terms("x.nc already exists; pass overwrite=True to replace it (or choose another path).")
     'x.nc already exists; add --overwrite to replace it (or choose another path).'
     """
-    for pat, repl in _FLAG_TERMS:
-        message = pat.sub(repl, message)
-    return message
+    return rephrase(message, _FLAG_TERMS)
 
 
 def _demo_paths(out: Path, *, overwrite: bool, resume: bool) -> tuple[Path, Path]:

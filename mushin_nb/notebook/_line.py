@@ -27,6 +27,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
+from .._errors import rephrase
 from .._overrides import OverrideError, is_hydra_key, override_name, override_values, parse_override
 from .._signature import TaskArgumentError, check_sweep_against_task
 
@@ -113,9 +114,7 @@ def in_option_terms(message: str) -> str:
     >>> in_option_terms("jobs=2 needs a parallel launcher: launcher='joblib'")
     '-j/--jobs 2 needs a parallel launcher: --launcher joblib'
     """
-    for pat, repl in _OPTION_TERMS:
-        message = pat.sub(repl, message)
-    return message
+    return rephrase(message, _OPTION_TERMS)
 
 
 @dataclass

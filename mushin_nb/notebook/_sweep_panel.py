@@ -11,7 +11,7 @@ from typing import Any
 
 import param
 
-from .._errors import refusal
+from .._errors import refusal, rephrase
 from .._launchers import DEFAULT_LAUNCHER, LAUNCHERS, installed_launchers, launcher_label, resolve_launcher
 from . import _deps
 from ._launcher_settings import check_settings, settings_text
@@ -46,9 +46,7 @@ def in_control_terms(message: str) -> str:
     >>> in_control_terms("jobs=2 needs a parallel launcher: launcher='joblib'")
     'parallel jobs 2 needs a parallel launcher: launcher joblib'
     """
-    for pat, repl in _CONTROL_TERMS:
-        message = pat.sub(repl, message)
-    return message
+    return rephrase(message, _CONTROL_TERMS)
 
 
 def _fmt_size(n: int) -> str:
