@@ -329,6 +329,7 @@ def test_slurm_task_killed_from_outside_is_that_cells_failure(slurm, tmp_path):
         assert "Its stderr ends with" in f.message and "resume=True runs it again" in f.message
     assert "cancelled on the cluster" in fails[x1].message and job1 in fails[x1].message
     assert "ended without a result" in fails[x2].message
+    assert "killed by signal 9 (SIGKILL" in fails[x2].message  # sacct's ExitCode of the task's step
     assert _records(tmp_path / "s") == {0: "done", 1: "done", 2: "done", x1: "failed", x2: "failed"}
 
 
@@ -352,8 +353,12 @@ def test_slurm_on_error_stop_removes_the_queued_jobs(slurm, tmp_path):
     sub = next((tmp_path / "s" / ".submitit").iterdir()).name
     array = sub.split("_")[0]
     _until(lambda: not _squeue(array), 60, f"array {array} to leave the queue")
-    never_ran = [x for x, st in _sacct(array).items() if "None" in st or st.startswith("CANCELLED")]
-    assert never_ran, _sacct(array)
+    # slurmdbd records jobs asynchronously: sacct may list the array a moment after squeue dropped it
+    _until(
+        lambda: [x for x, st in _sacct(array).items() if "None" in st or st.startswith("CANCELLED")],
+        60,
+        f"sacct to list the tasks of array {array} that never ran (it lists {_sacct(array)})",
+    )
 
 
 @pytest.mark.cluster
@@ -421,3 +426,37 @@ def test_slurm_workflow_defined_in_main_reaches_the_workers(slurm, tmp_path):
     )
     assert p.returncode == 0, p.stderr[-3000:]
     assert "RESULT [1.5, 2.5] [1, 1]" in p.stdout
+
+
+@pytest.mark.cluster
+def test_slurm_tasks_wait_for_the_folders_submitit_creates_after_sbatch(slurm, tmp_path, monkeypatch):
+    """submitit creates each array task's folder (where SLURM writes its output) only
+    after sbatch returned; a task the scheduler started earlier failed with no output
+    (state FAILED, ExitCode 0:53). A busy driver is simulated by a slow folder step:
+    the launcher submits the array held and releases it once every folder exists."""
+    from slurm_tasks import Quick
+    from submitit.core import utils as submitit_utils
+
+    real = submitit_utils.JobPaths.move_temporary_file
+
+    def slow_move(self, tmp_path_, name, keep_as_symlink=False):
+        if not str(self.folder).endswith("_0"):  # the first task's folder comes at once
+            time.sleep(1.5)
+        return real(self, tmp_path_, name, keep_as_symlink)
+
+    monkeypatch.setattr(submitit_utils.JobPaths, "move_temporary_file", slow_move)
+    run = Quick().start(
+        x=multirun([0, 1, 3]),
+        delay=0.0,
+        working_dir=str(tmp_path / "s"),
+        launcher="slurm",
+        to_dictconfig=True,
+        launcher_settings=SETTINGS,
+    )
+    assert run.join(120), "the sweep did not end"
+    assert run.status["done"] == 3, [f.line() for f in run.failures]
+    (script,) = (tmp_path / "s" / ".submitit").glob("*/*_submission.sh")
+    assert "#SBATCH --hold" in script.read_text().splitlines()
+    array = script.parent.name.split("_")[0]
+    _until(lambda: not _squeue(array), 60, f"array {array} to leave the queue")
+    assert set(_sacct(array).values()) == {"COMPLETED"}, _sacct(array)

@@ -28,6 +28,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from hydra_plugins.mushin_nb_plugins import _slurm
+
 log = logging.getLogger(__name__)
 
 _conf: Any = None
@@ -191,7 +193,7 @@ class _Control:
             return
         self.cancelled = True
         if self.executor == "slurm":
-            _scancel(self._slurm_ids())
+            _slurm.scancel(self._slurm_ids())
         else:
             import signal
 
@@ -211,22 +213,7 @@ class _Control:
             return
         self.stopped = True
         if self.executor == "slurm":
-            _scancel(self._slurm_ids(), "--state=PENDING")
-
-
-def _scancel(ids: list[str], *opts: str) -> None:
-    import subprocess
-
-    if not ids:
-        return
-    cmd = ["scancel", *opts, *ids]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as e:
-        log.warning("mushin_nb: %s failed: %s", " ".join(cmd), e)
-        return
-    if out.returncode != 0:
-        log.warning("mushin_nb: %s failed: %s", " ".join(cmd), (out.stderr or out.stdout).strip())
+            _slurm.scancel(self._slurm_ids(), "--state=PENDING")
 
 
 def _drop_stale_files(jobs: list[Any]) -> None:
@@ -296,6 +283,8 @@ class _Tolerant:
             for x, y in params.items()
             if x not in init_keys
         }
+        # submitit creates a job's folder only after sbatch: hold the job until they all exist
+        held = self._EXECUTOR == "slurm" and _slurm.hold_submission(params)
         executor.update_parameters(**params)
         log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {self_.config.hydra.sweep.dir}")
         sweep_dir = Path(str(self_.config.hydra.sweep.dir))
@@ -315,6 +304,13 @@ class _Tolerant:
         # the change: each job is collected as it ends, a dead job is that job's failure,
         # and the run's cancel() stops the queued and running jobs
         _drop_stale_files(jobs)
+        if held:
+            ids = sorted({str(j.job_id).split("_")[0] for j in jobs})
+            try:
+                _slurm.release(ids)
+            except BaseException:  # held, they would wait forever (release cancels on its failure)
+                _slurm.scancel(ids)
+                raise
         return self._collect_all(sweep_dir, jobs, job_params)
 
     def _collect_all(self, sweep_dir: Any, jobs: list[Any], job_params: list[Any]) -> list[Any]:
@@ -436,7 +432,19 @@ class _Tolerant:
                 )
             else:
                 how = _how_it_ended(text + "\n" + stderr, state)
+                if self._EXECUTOR == "slurm" and how.startswith("exit code/signal unknown"):
+                    code = _slurm.exit_status(str(job.job_id))
+                    how = f"{code} (state {state})" if code else how
                 tail = _tail(stderr) if stderr.strip() else "(empty)"
+                if (
+                    self._EXECUTOR == "slurm"
+                    and not job.paths.stdout.exists()
+                    and not job.paths.stderr.exists()
+                ):
+                    tail += (
+                        f"\n(it wrote no output file: SLURM could not start it in {job.paths.folder}; on a "
+                        "cluster the sweep directory must be on a file system the nodes share)"
+                    )
                 why = (
                     f"the submitit job {job.job_id} running it ended without a result: {how}. "
                     f"Its stderr ends with:\n{tail}\n(submitit: {text.splitlines()[0] if text else ''})"
