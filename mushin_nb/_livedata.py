@@ -430,8 +430,11 @@ class LiveDataset:
         key = tuple(extra.items())
         if self._coords is None or self._coords[0] != key:
             coords = {**self.grid.coords, **{d: np.arange(n) for d, n in extra.items()}}
-            c = xr.Dataset(coords=coords).coords
-            self._coords = (key, (dict(c.variables), dict(c.xindexes)))
+            made = _dimension_coords(coords)
+            if made is None:  # other values: as xr.Dataset makes them
+                c = xr.Dataset(coords=coords).coords
+                made = (dict(c.variables), dict(c.xindexes))
+            self._coords = (key, made)
         return self._coords[1]
 
     def _assemble(
@@ -448,6 +451,26 @@ class LiveDataset:
         except (AttributeError, TypeError):  # pragma: no cover - xarray without the fast constructor
             coords = {n: variables.pop(n) for n in cvars}
             return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def _dimension_coords(coords: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The variables and indexes ``xr.Dataset(coords=coords)`` makes for 1-D coordinates
+    of numbers, booleans or text, built from xarray's public ``PandasIndex`` (None for
+    other values). ``xr.Dataset(coords=...)`` asks whether each array is a dask array,
+    which imports dask where it is installed: ~1 s on the first live ``run.dataset``."""
+    import pandas as pd
+    from xarray.indexes import PandasIndex
+
+    variables: dict[str, Any] = {}
+    indexes: dict[str, Any] = {}
+    for name, values in coords.items():
+        a = np.asarray(values)
+        if a.ndim != 1 or a.dtype.kind not in "biufU":
+            return None
+        index = PandasIndex(pd.Index(a), name, coord_dtype=a.dtype)
+        variables.update(index.create_variables())
+        indexes[name] = index
+    return variables, indexes
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -364,3 +364,66 @@ def test_a_big_enough_sweep_leaves_the_compact_form_and_a_reload_remakes_it(tmp_
     same_results(again, first)
     same(ds2, ds)
     assert _store.read_columns(d) is not None
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.5, 1.0, 2.0],
+        [0.1, float("nan")],
+        ["linear", "cos", "é"],
+        [True, False],
+        [2**40, -3],
+        [1, "a"],  # mixed: an object coordinate, made as xr.Dataset makes it
+        [None, 1.5],
+    ],
+)
+def test_live_coordinates_are_those_build_dataset_makes(values):
+    spec = SweepSpec(
+        [Param("a", values, [str(v) for v in values], swept=True), Param("b", [1, 2], ["1", "2"], swept=True)]
+    )
+    live = LiveDataset(spec)
+    results = []
+    for num, idx in enumerate(np.ndindex(*spec.shape)):
+        r = JobResult(
+            index=tuple(int(i) for i in idx),
+            status="done",
+            job_num=num,
+            subdir=str(num),
+            metrics={"y": float(num), "curve": np.arange(3.0)},
+        )
+        results.append(r)
+        live.add(r)
+        status = np.full(spec.shape, "pending", dtype="<U9")
+        for done in results:
+            status[done.index] = "done"
+        same(live.snapshot(), build_dataset(spec, results, include_status=True, status=status))
+
+
+def test_the_first_live_dataset_does_not_import_dask(tmp_path):
+    """xr.Dataset(coords=...) asks whether each coordinate is a dask array, which imports
+    dask (~1 s) where it is installed; the live Dataset makes its coordinates without it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from mushin_nb import MultiRunMetricsWorkflow, multirun
+
+        class W(MultiRunMetricsWorkflow):
+            @staticmethod
+            def task(a: float, s: str) -> dict:
+                return dict(y=a, curve=[1.0, 2.0])
+
+        run = W().start(a=multirun([0.5, 1.0]), s=multirun(["p", "q"]), working_dir={str(tmp_path / "s")!r})
+        run.wait()
+        ds = run.dataset
+        print("DASK", "dask" in sys.modules)  # before any use of ds: xarray's own methods import it
+        assert ds["y"].values.tolist() == [[0.5, 0.5], [1.0, 1.0]], ds["y"].values
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "DASK False" in out.stdout, out.stdout
