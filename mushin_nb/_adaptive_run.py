@@ -269,6 +269,7 @@ class AdaptiveRun:
         leave = [idx for idx in np.ndindex(*plan.spec.shape) if idx not in cells]
 
         def bind(inner: SweepRun) -> None:
+            inner.state.record_unstarted = True  # a cancelled point is found again on resume
             inner.leave_out(leave, results=kept)
             self._bind(inner)
             inner.subscribe(self._forward)

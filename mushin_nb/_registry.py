@@ -42,6 +42,10 @@ class LiveState:
     job_thread: threading.Thread | None = None
     run: Any = None  # the SweepRun
     cancel_hooks: list[Callable[[], Any]] = field(default_factory=list)
+    # after a cancel, the in-process launcher starts no further job: its cells get no record.
+    # True (an adaptive round: few points, which its resume finds by their records): each
+    # job not started still records itself as cancelled
+    record_unstarted: bool = False
 
 
 _lock = threading.Lock()

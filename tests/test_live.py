@@ -97,6 +97,35 @@ def test_wait_timeout_and_cancel_keeps_finished_cells(cleandir):
     assert wf.to_xarray()["y"].values.tolist() == [10, 20, 30, 40]
 
 
+def test_cancel_of_a_big_sweep_starts_nothing_more_and_writes_nothing_for_the_rest(cleandir):
+    """A cancel stops the in-process sweep at once: no job starts after it and the cells
+    that never started get no job directory or record (they were written one by one,
+    through Hydra's whole job set-up: minutes for 100k cells); a resume runs exactly them."""
+    n = 3000
+    run = Quick().start(x=multirun(list(range(n))), working_dir="big")
+    wait_until(lambda: run.status["done"] >= 20, what="20 jobs done")
+    run.cancel()
+    assert run.join(60)
+    s = run.status
+    done = s["done"]
+    assert s["failed"] == 0 and s["pending"] == s["running"] == 0
+    assert done < n and s["cancelled"] == n - done
+    # at most the job that was starting when cancel() came recorded itself as cancelled
+    recs = [
+        json.loads(line) for line in (cleandir / "big" / ".mushin" / "index.jsonl").read_text().splitlines()
+    ]
+    assert sum(r["status"] == "done" for r in recs) == done
+    assert sum(r["status"] == "cancelled" for r in recs) <= 1
+    job_dirs = [p for p in (cleandir / "big").iterdir() if p.name.isdigit()]
+    assert len(job_dirs) <= done + 1
+    ds = run.dataset
+    assert int((ds["status"] == "cancelled").sum()) == n - done and int(ds["y"].isnull().sum()) == n - done
+    wf = Quick()
+    wf.run(x=multirun(list(range(n))), working_dir="big", resume=True, progress=False)
+    assert wf.last_run.skipped == done
+    assert wf.to_xarray()["y"].values.tolist() == list(range(n))
+
+
 def test_failures_collect_raises_with_partial_dataset_and_tracebacks(cleandir):
     gates = cleandir / "gates"
     gates.mkdir()

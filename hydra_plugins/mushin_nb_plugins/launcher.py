@@ -140,8 +140,16 @@ class MushinLauncher(Launcher):
         self._env_copy = list(self.config.hydra.job.env_copy or [])
         runs: list[Any] = []
         job_logging_on = False  # a fast job set the job logging: put Hydra's back at the end
+        from mushin_nb._registry import live_state
+
+        state = live_state(str(self.config.hydra.sweep.dir))
         try:
             for i, overrides in enumerate(job_overrides):
+                if state is not None and state.cancel.is_set() and not state.record_unstarted:
+                    # the run's cancel (or on_error="stop"): the jobs not started are its
+                    # cancelled cells, with nothing written for them (a 100k-cell sweep
+                    # cancelled early stops at once instead of recording every cell)
+                    break
                 idx = initial_job_idx + i
                 overrides = list(overrides)
                 line = f"\t#{idx} : {' '.join(shown_overrides(overrides))}"
