@@ -391,6 +391,36 @@ def test_job_logs_go_to_the_job_log_file_not_the_notebook(capfd):
     assert "hello from job" not in out and "Launching" not in out
 
 
+def test_each_job_logs_to_its_own_file_also_with_a_delayed_file_handler():
+    """The job log's FileHandler follows each job's directory (one handler, reopened per
+    job); with ``delay=true`` a job that logs nothing gets no log file."""
+    import logging
+
+    class Logs(MultiRunMetricsWorkflow):
+        @staticmethod
+        def task(x: int) -> dict:
+            if x % 2 == 0:
+                logging.getLogger("my_task").info("job %s speaks", x)
+            return dict(x2=x)
+
+    for delay in (False, True):
+        wd = Path(f"logs_{delay}")
+        Logs().run(
+            x=multirun([1, 2, 3, 4]),
+            working_dir=str(wd),
+            overrides=[f"++hydra.job_logging.handlers.file.delay={str(delay).lower()}"],
+            progress=False,
+        )
+        for num, x in enumerate([1, 2, 3, 4]):
+            log_file = wd / str(num) / "rai_workflow.log"
+            if x % 2 == 0:
+                assert log_file.read_text().count("speaks") == 1 and f"job {x} speaks" in log_file.read_text()
+            elif delay:
+                assert not log_file.exists()
+            else:
+                assert log_file.read_text() == ""
+
+
 def test_single_value_multirun_is_a_dimension():
     wf = Grid()
     wf.run(x=multirun([5]), y=2, working_dir="d", progress=False)

@@ -40,8 +40,9 @@ def flush_log_handlers() -> None:
     --------
     >>> flush_log_handlers()
     """
-    for lg in all_loggers():
-        for h in list(lg.handlers):
+    root = logging.getLogger()
+    for lg in [root, *root.manager.loggerDict.values()]:
+        for h in getattr(lg, "handlers", None) or ():  # a PlaceHolder has none
             try:
                 h.flush()
             except Exception:  # as Hydra: a handler that cannot flush is ignored
@@ -56,6 +57,27 @@ def _handlers_named(names: set[str]) -> dict[str, logging.Handler]:
             if name in names:
                 found.setdefault(name, h)
     return found
+
+
+def _reopen(handler: logging.FileHandler, filename: str, *, delay: bool) -> None:
+    """Point ``handler`` at ``filename``, as a new ``FileHandler(filename, handler.mode,
+    handler.encoding, delay, handler.errors)`` in its place would be, keeping the handler
+    (its level, formatter, filters and place on every logger): no walk over every
+    logger per job (hundreds in a notebook that imported torch, Panel, ...)."""
+    import os
+
+    path = os.path.abspath(os.fspath(filename))
+    stream = None if delay else open(path, handler.mode, encoding=handler.encoding, errors=handler.errors)
+    handler.acquire()
+    try:
+        handler.flush()
+        previous = handler.stream
+        handler.stream = stream  # type: ignore[assignment]  # None: opened by the first record (delay)
+        handler.baseFilename = path
+    finally:
+        handler.release()
+    if previous is not None:
+        previous.close()
 
 
 def _replace_handler(old: logging.Handler, new: logging.Handler) -> None:
@@ -167,6 +189,9 @@ class JobLogging:
     def _swap(self, name: str, filename: str) -> None:
         old = self._file_handlers[name]
         hconf = self.plain["handlers"][name]
+        if type(old) is logging.FileHandler:
+            _reopen(old, filename, delay=bool(hconf.get("delay", False)))
+            return
         new = logging.FileHandler(
             filename,
             mode=hconf.get("mode", "a"),
