@@ -375,7 +375,7 @@ class JobTemplate:
                 output_dir = os.path.join(output_dir, subdir)
                 values[("runtime", "output_dir")] = os.path.abspath(output_dir)
                 job.set(("runtime", "output_dir"), values[("runtime", "output_dir")])
-                os.makedirs(output_dir, exist_ok=True)
+                _mkdir(output_dir)
                 if chdir:
                     os.chdir(output_dir)
                     working_dir = output_dir
@@ -452,7 +452,7 @@ class JobTemplate:
         from mushin_nb._compat import yaml_dump
 
         d = os.path.join(output_dir, str(self.output_subdir))
-        os.makedirs(d, exist_ok=True)
+        _mkdir(d)
         config = self.task_yaml.render([o.value() for o in parsed])
         if config is None or self.checking:  # first job of this template: check against OmegaConf
             ref = OmegaConf.to_yaml(task_cfg)
@@ -486,5 +486,22 @@ class JobTemplate:
 
 
 def _write(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+    """``open(path, "w", encoding="utf-8").write(text)`` in three system calls."""
+    data = memoryview(text.encode("utf-8"))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+
+
+def _mkdir(path: str) -> None:
+    """``os.makedirs(path, exist_ok=True)``; one system call when only ``path`` is new."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+    except FileNotFoundError:  # a parent is missing too
+        os.makedirs(path, exist_ok=True)
