@@ -503,3 +503,97 @@ register(
         probe=_probe_ipywidget_css,
     )
 )
+
+
+# ---------------------------------------------------------------- panel-comm-msg-keeps-held-events
+#
+# Panel holds a notebook's document events and pushes them right after each change; a
+# page message goes to ``MimeRenderMixin._on_msg``, applied between ``doc.hold()`` and
+# ``doc.unhold()``, and ``unhold`` dispatches every held event (never sent to the page).
+# Notebook 7 and JupyterLab >= 4.4 send page messages to a kernel subshell (a thread)
+# while a live view redraws on the main loop: one handled between a redraw's
+# ``model.update`` and its ``push`` dropped that update (the panel's "Finished: N jobs",
+# the view's last badges). The patch applies it under ``MODELS_LOCK`` (our redraws hold
+# it too), sets the events held before aside, then puts them back and pushes them.
+
+__all__ += ["MODELS_LOCK", "keep_held_events_on_comm_msg", "PANEL_COMM_MSG_HELD"]
+
+PANEL_COMM_MSG_HELD = "panel-comm-msg-keeps-held-events"
+
+MODELS_LOCK = threading.RLock()  # held while our redraws change and push models, and by _on_msg
+
+
+def _comm_msg_keeping_held(original: Any) -> Any:
+    def _on_msg(self: Any, ref: str, manager: Any, msg: Any) -> None:
+        from panel.io.notebook import push
+        from panel.io.state import state
+
+        with MODELS_LOCK:
+            view = state._views.get(ref)
+            doc, comm = (view[2], view[3]) if view is not None else (None, None)
+            pending: list[Any] = []
+            if doc is not None:
+                pending, doc.callbacks._held_events = list(doc.callbacks._held_events), []
+            try:
+                original(self, ref, manager, msg)
+            finally:
+                if pending and doc is not None:  # held before: Panel's _on_msg holds it again
+                    doc.callbacks._held_events = pending + doc.callbacks._held_events
+                    if comm is not None:
+                        push(doc, comm)
+
+    _on_msg._mushin_keeps_held = True  # type: ignore[attr-defined]
+    _on_msg.__wrapped__ = original  # type: ignore[attr-defined]
+    return _on_msg
+
+
+def keep_held_events_on_comm_msg() -> bool:
+    """Have Panel apply a page message under ``MODELS_LOCK``, keeping (then sending) the
+    updates other threads hold instead of dropping them; False when the guard refuses.
+
+    Examples
+    --------
+    >>> with public_path(PANEL_COMM_MSG_HELD):
+    ...     keep_held_events_on_comm_msg()
+    False
+    """
+    if not usable(PANEL_COMM_MSG_HELD):
+        return False
+    from panel.viewable import MimeRenderMixin
+
+    original = MimeRenderMixin.__dict__["_on_msg"]
+    if not getattr(original, "_mushin_keeps_held", False):
+        MimeRenderMixin._on_msg = _comm_msg_keeping_held(original)
+    return True
+
+
+def _probe_comm_msg() -> None:
+    from bokeh.document import Document
+    from bokeh.models import Div
+    from panel.viewable import MimeRenderMixin
+
+    on_msg = MimeRenderMixin.__dict__.get("_on_msg")
+    on_msg = getattr(on_msg, "__wrapped__", on_msg)
+    if on_msg is None or on_msg.__code__.co_varnames[:4] != ("self", "ref", "manager", "msg"):
+        raise AssertionError("MimeRenderMixin._on_msg(ref, manager, msg) changed")
+    if not {"_views", "hold", "unhold", "apply_to_document"} <= _code_names(on_msg):
+        raise AssertionError("MimeRenderMixin._on_msg no longer applies messages between hold and unhold")
+    doc, div = Document(), Div(text="a")
+    doc.add_root(div)
+    doc.hold("combine")
+    div.text = "b"
+    held = doc.callbacks._held_events
+    if not (isinstance(held, list) and [getattr(e, "attr", None) for e in held] == ["text"]):
+        raise AssertionError(f"a held document does not list its events in callbacks._held_events: {held!r}")
+
+
+register(
+    Patch(
+        PANEL_COMM_MSG_HELD,
+        package="panel",
+        versions=">=1.4,<2",
+        internals="panel MimeRenderMixin._on_msg wrapped (a lock; doc.callbacks._held_events kept)",
+        public_path="Panel's _on_msg: a page message on a subshell may drop another thread's update",
+        probe=_probe_comm_msg,
+    )
+)

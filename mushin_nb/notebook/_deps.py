@@ -99,6 +99,9 @@ def pn() -> Any:
             # over ipywidgets (VS Code, Colab, jupyter_bokeh) Panel links every component's
             # CSS from its CDN; inline, as over its own comms (no public setting does it)
             _compat.inline_css_over_ipywidgets()
+            # a page message handled on a subshell thread no longer drops an update a
+            # redraw on the main loop has made but not pushed yet (Notebook 7, Lab >= 4.4)
+            _compat.keep_held_events_on_comm_msg()
         if not _compat.panel_extension_loaded():
             # no extra extensions: e.g. Tabulator's JS would come from a CDN in notebooks
             panel.extension(inline=True)

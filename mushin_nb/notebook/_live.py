@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import param
 
+from .. import _compat
 from . import _deps
 from ._kinds import status_grid
 from ._status import metric_names, static_status, status_counts_html, swept_dims
@@ -372,6 +373,10 @@ class LiveView(param.Parameterized):
     # ------------------------------------------------------------ drawing
     def redraw(self) -> None:
         """Draw the current Dataset now (on the calling thread), then call the listeners."""
+        with _compat.MODELS_LOCK:  # no page message is applied meanwhile (see _compat)
+            self._redraw()
+
+    def _redraw(self) -> None:
         t0 = time.monotonic()
         with self._lock:
             self._dirty.clear()

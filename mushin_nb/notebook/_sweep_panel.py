@@ -342,17 +342,20 @@ class SweepPanel(param.Parameterized):
         # the counts the view has just drawn (the same as its badges), else the latest
         drawn = view.drawn_status if view is not None and view.run is run else None
         s = drawn or run.status
+        # the run may have ended after this redraw read its counts: it is finished for
+        # the panel when the counts shown are the final ones (the view's last redraw)
+        ended = run.done and s == run.status
         finished = s["done"] + s["failed"] + s["cancelled"]
         self.progress.max = max(s["total"], 1)
         self.progress.value = min(finished, s["total"])
-        state = "finished" if run.done else "running"
+        state = "finished" if ended else "running"
         self.progress_text.object = f"{state}: " + status_counts_html(s)
         fails = run.failures
         self.failures = fails
         if fails:
             self.failures_table.object = failures_html(fails)
             self.failures_table.visible = True
-        if run.done:
+        if ended:
             self.cancel_button.disabled = True
             if run.error is not None:  # the sweep itself stopped (a full disk): said with the controls
                 err = run.error
