@@ -459,4 +459,8 @@ def test_slurm_tasks_wait_for_the_folders_submitit_creates_after_sbatch(slurm, t
     assert "#SBATCH --hold" in script.read_text().splitlines()
     array = script.parent.name.split("_")[0]
     # slurmdbd records states asynchronously: sacct may lag behind squeue
-    _until(lambda: set(_sacct(array).values()) == {"COMPLETED"}, 60, f"sacct to list array {array} COMPLETED")
+    _until(
+        lambda: [_sacct(array).get(f"{array}_{t}") for t in range(3)] == ["COMPLETED"] * 3,
+        60,
+        f"sacct to list the 3 tasks of array {array} COMPLETED",
+    )
