@@ -180,8 +180,8 @@ class JobRunner:
 
     def _run_task(self, cfg: Any, job: _Job, t0: float) -> Any:
         if self.pre_task is not None:
-            self.pre_task(cfg)
-        out = self.task(cfg)
+            _call(self.pre_task, cfg)
+        out = _call(self.task, cfg)
         if out is not None and not isinstance(out, Mapping):
             raise TypeError(
                 f"{self.workflow}.task must return a dict of metrics (or None), but the job "
@@ -256,6 +256,17 @@ class _Job:
                 )
         if self.state is not None and self.state.on_record is not None:
             self.state.on_record(result)
+
+
+def _call(fn: Callable[[Any], Any], cfg: Any) -> Any:
+    """``fn(cfg)``; a hydra-zen ``zen`` wrapper without its per-call OmegaConf exception
+    (the ``omegaconf-args-attribute`` compat patch)."""
+    zen_type = getattr(sys.modules.get("hydra_zen.wrapper"), "Zen", None)
+    if zen_type is not None and isinstance(fn, zen_type):
+        from ._compat.zen_args import call_without_args_lookup
+
+        return call_without_args_lookup(fn, cfg)
+    return fn(cfg)
 
 
 def _mark_started(job_dir: Path, base: Mapping[str, Any]) -> None:

@@ -536,3 +536,46 @@ def test_hydra_config_search_path_reads_yaml_configs_and_falls_back_to_the_confi
         names = hydra_group_options("hydra/launcher")
         store = {k.removesuffix(".yaml") for k in ConfigStore.instance().list("hydra/launcher")}
         assert set(names) == store and "mushin_nb" in names
+
+
+# ----------------------------------------------------------------------------- omegaconf-args-attribute
+
+
+def test_zen_calls_skip_the_args_lookup_exception_and_change_nothing_else(tmp_path, fresh_verdicts):
+    import xarray as xr
+    from hydra_zen import zen
+
+    from mushin_nb._compat.zen_args import call_without_args_lookup
+
+    def f(*args, a, b=2):
+        return (args, a, b)
+
+    seen = []
+    cfg = OmegaConf.create({"a": 1})
+    z = zen(f, pre_call=lambda c: seen.append(getattr(c, "_args_", "raised")))
+    assert call_without_args_lookup(z, cfg) == ((), 1, 2) and seen == [()]
+    assert "_args_" not in vars(cfg) and "_args_" not in cfg
+    with_args = OmegaConf.create({"a": 1, "_args_": [7, 8]})  # zen's positional arguments: left alone
+    assert call_without_args_lookup(z, with_args) == ((7, 8), 1, 2)
+    with _compat.public_path(_compat.OMEGACONF_ARGS_ATTRIBUTE):
+        assert call_without_args_lookup(z, cfg) == ((), 1, 2) and seen[-1] == "raised"
+
+    class W(MultiRunMetricsWorkflow):
+        @staticmethod
+        def pre_task(seed: int) -> None:
+            W.pre = seed
+
+        @staticmethod
+        def task(x: int, seed: int) -> dict:
+            return dict(y=x * 10 + seed + W.pre)
+
+    def run(where):
+        wf = W()
+        wf.run(x=multirun([1, 2]), seed=3, working_dir=str(tmp_path / where), progress=False)
+        return wf.to_xarray()
+
+    patched = run("patched")
+    with _compat.public_path(_compat.OMEGACONF_ARGS_ATTRIBUTE):
+        public = run("public")
+    xr.testing.assert_identical(patched, public)
+    assert patched["y"].values.tolist() == [16, 26]

@@ -592,9 +592,9 @@ register(
     )
 )
 
-
 from .hydra_search import HYDRA_CONFIG_SEARCH_PATH  # noqa: E402  (registers the patch)
 from .notebook import *  # noqa: E402,F403  (the notebook layer's section: its names are ours too)
 from .notebook import __all__ as _notebook_all  # noqa: E402
+from .zen_args import OMEGACONF_ARGS_ATTRIBUTE  # noqa: E402  (registers the patch)
 
-__all__ += [*_notebook_all, HYDRA_CONFIG_SEARCH_PATH]
+__all__ += [*_notebook_all, HYDRA_CONFIG_SEARCH_PATH, OMEGACONF_ARGS_ATTRIBUTE]
