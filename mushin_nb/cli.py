@@ -96,8 +96,12 @@ def _demo(args: argparse.Namespace) -> int:
     backend = "torch" if has_torch() else "numpy (torch is not installed)"
     print(f"mushin-nb demo: {type(wf).__name__} over lr={LEARNING_RATES} x seed={SEEDS}, model in {backend}")
     t0 = time.perf_counter()
-    run = _start_demo(wf, sweep_dir, args)
-    _wait_demo(wf, run, args)
+    started: list[Any] = []  # the run, as soon as it exists (a Ctrl-C may come at any point)
+    try:
+        run = _start_shielded(wf, sweep_dir, args, started)
+        _wait_demo(wf, run, args)
+    except KeyboardInterrupt:  # a Ctrl-C outside the wait (run.wait() says its own)
+        raise _interrupted(started[0] if started else None, args) from None
     elapsed = time.perf_counter() - t0
     ds = wf.to_xarray()
     print(ds)
@@ -128,28 +132,61 @@ def _start_demo(wf: Any, sweep_dir: Path, args: argparse.Namespace) -> Any:
         raise UserError(f"{text} Nothing was started or changed.") from None
 
 
+def _start_shielded(wf: Any, sweep_dir: Path, args: argparse.Namespace, started: list[Any]) -> Any:
+    """:func:`_start_demo` with a Ctrl-C during it held back until it returned (and the
+    run put in ``started``): the sweep is then either not started or started and
+    cancelled, never half started."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        started.append(_start_demo(wf, sweep_dir, args))
+        return started[0]
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        run = _start_demo(wf, sweep_dir, args)
+        started.append(run)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise _interrupted(run, args)
+    return run
+
+
 def _wait_demo(wf: Any, run: Any, args: argparse.Namespace) -> None:
     """Wait for the demo's sweep; failures and Ctrl-C said in the CLI's flags."""
     from ._errors import SweepError
 
-    again = f"mushin-nb demo --out {_quoted(args.out)} --resume"
     try:
         run.wait(progress=not args.no_progress)
         run.raise_for_failures(label=type(wf).__name__)
     except KeyboardInterrupt:
-        s = run.status
-        raise UserError(
-            f"interrupted; kept {s['done']} finished of {s['total']} jobs in {run.sweep_dir}; "
-            f"`{again}` runs the rest.",
-            code=130,
-        ) from None
+        raise _interrupted(run, args) from None
     except SweepError as e:
+        again = f"mushin-nb demo --out {_quoted(args.out)} --resume"
         advice = (
             "Fix the cause (e.g. free disk space), then"
             if e.fix == "resume_rest"
             else "Every finished result is kept; to run only the failed jobs,"
         )
         raise UserError(f"{e.summary}\n{advice} run `{again}`.", code=1) from None
+
+
+def _interrupted(run: Any, args: argparse.Namespace) -> UserError:
+    """Ctrl-C of the demo: its sweep cancelled (the running job ends), what was kept and
+    the command that runs the rest."""
+    if run is None:
+        return UserError("interrupted before the sweep started; nothing was run.", code=130)
+    run.cancel()
+    run.join()
+    s = run.status
+    again = f"mushin-nb demo --out {_quoted(args.out)} --resume"
+    return UserError(
+        f"interrupted; kept {s['done']} finished of {s['total']} jobs in {run.sweep_dir}; "
+        f"`{again}` runs the rest.",
+        code=130,
+    )
 
 
 def _quoted(text: str) -> str:
@@ -287,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except UserError as e:
         return _say_error(args.command, str(e), e.code)
+    except KeyboardInterrupt:
+        return _say_error(args.command, "interrupted.", 130)
     except (OSError, ValueError, TypeError) as e:  # the engine's refusals: one line, in the CLI's terms
         return _say_error(args.command, in_flag_terms(str(e)), 2)
 

@@ -160,3 +160,62 @@ def test_engine_warnings_are_the_commands_own(tmp_path):
     assert out.stderr.startswith("mushin-nb export: warning: ") and "index.jsonl line 1" in out.stderr
     assert "mushin_nb/" not in out.stderr and "RuntimeWarning" not in out.stderr, out.stderr
     assert load_netcdf(tmp_path / "e.nc")["accuracy"].notnull().all()
+
+
+def test_demo_ctrl_c_exits_130_keeping_what_finished_and_resume_runs_the_rest(tmp_path):
+    """Ctrl-C (SIGINT) of ``mushin-nb demo`` while its first job runs: exit code 130, one
+    line that says what was kept and the ``--resume`` command; the resume runs the rest."""
+    import signal
+    import time
+
+    out_dir = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mushin_nb.cli", "demo", "--out", str(out_dir), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        manifest = out_dir / "sweep" / ".mushin" / "manifest.json"
+        end = time.monotonic() + 120
+        while not manifest.exists() and proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.01)  # the sweep started: its first job imports the model (seconds)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (proc.returncode, stdout, stderr)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mushin-nb demo: error: interrupted; kept "), stderr
+    assert "of 9 jobs" in stderr and f"mushin-nb demo --out {out_dir} --resume" in stderr
+    assert "Traceback" not in stderr and not (out_dir / "lr_sweep.nc").exists()
+    kept = int(lines[0].split("kept ")[1].split(" ")[0])
+    assert kept < 9
+    resumed = cli("demo", "--out", out_dir, "--no-progress", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (f"9 jobs ({kept} reused from the earlier sweep)" if kept else "9 jobs in") in resumed.stdout
+    assert bool(load_netcdf(out_dir / "lr_sweep.nc")["accuracy"].notnull().all())
+
+
+def test_demo_whose_jobs_fail_exits_1_with_the_resume_command(tmp_path, small_disk):
+    """Jobs that cannot write their results (a full disk): exit code 1, the failures
+    summed up and the ``--resume`` command to run once the cause is fixed."""
+    out_dir = small_disk / "demo"
+    # fill the small disk but for room for the sweep's own files and a job or two
+    filler = small_disk / "filler"
+    free = __import__("shutil").disk_usage(small_disk).free
+    filler.write_bytes(b"\0" * max(free - 96 * 1024, 0))
+    out = cli("demo", "--out", out_dir, "--no-progress", cwd=tmp_path)
+    assert out.returncode == 1, (out.returncode, out.stdout, out.stderr)
+    lines = out.stderr.splitlines()
+    k = next(i for i, line in enumerate(lines) if line.startswith("mushin-nb demo: error: "))
+    # before the error, at most the one-line warning that a job log could not be written
+    assert all(line.startswith("mushin-nb demo: warning: the job log ") for line in lines[:k]), out.stderr
+    assert "of 9 are kept" in out.stderr and f"mushin-nb demo --out {out_dir} --resume" in out.stderr
+    for noise in ("Traceback", 'File "', "Logging error"):
+        assert noise not in out.stderr, out.stderr
+    filler.unlink()  # the cause fixed: the resume runs the failed jobs
+    resumed = cli("demo", "--out", out_dir, "--no-progress", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert bool(load_netcdf(out_dir / "lr_sweep.nc")["accuracy"].notnull().all())

@@ -59,6 +59,33 @@ def _handlers_named(names: set[str]) -> dict[str, logging.Handler]:
     return found
 
 
+def _say_write_errors_once(handler: logging.Handler) -> None:
+    """A job log that cannot be written (a full disk) is said once, as a RuntimeWarning
+    naming its file, instead of logging's "--- Logging error ---" traceback per record
+    (``Handler.handleError``, overridden on this handler)."""
+    if getattr(handler, "_mushin_nb_errors_said", None) is not None:
+        return
+    handler._mushin_nb_errors_said = False  # type: ignore[attr-defined]
+
+    def handle_error(record: logging.LogRecord) -> None:
+        import sys
+        import warnings
+
+        if handler._mushin_nb_errors_said:  # type: ignore[attr-defined]
+            return
+        handler._mushin_nb_errors_said = True  # type: ignore[attr-defined]
+        exc = sys.exc_info()[1]
+        warnings.warn(
+            f"mushin_nb: the job log {getattr(handler, 'baseFilename', handler)} could not be written "
+            f"({type(exc).__name__}: {exc}); its records from now on are lost (the jobs' results "
+            "are not affected)",
+            RuntimeWarning,
+            stacklevel=1,
+        )
+
+    handler.handleError = handle_error  # type: ignore[method-assign]
+
+
 def _reopen(handler: logging.FileHandler, filename: str, *, delay: bool) -> None:
     """Point ``handler`` at ``filename``, as a new ``FileHandler(filename, handler.mode,
     handler.encoding, delay, handler.errors)`` in its place would be, keeping the handler
@@ -70,14 +97,20 @@ def _reopen(handler: logging.FileHandler, filename: str, *, delay: bool) -> None
     stream = None if delay else open(path, handler.mode, encoding=handler.encoding, errors=handler.errors)
     handler.acquire()
     try:
-        handler.flush()
+        try:
+            handler.flush()
+        except OSError:  # the previous job's file cannot take its last records (a full disk)
+            pass
         previous = handler.stream
         handler.stream = stream  # type: ignore[assignment]  # None: opened by the first record (delay)
         handler.baseFilename = path
     finally:
         handler.release()
     if previous is not None:
-        previous.close()
+        try:
+            previous.close()
+        except OSError:
+            pass
 
 
 def _replace_handler(old: logging.Handler, new: logging.Handler) -> None:
@@ -155,6 +188,8 @@ class JobLogging:
                 if isinstance(hconf, dict) and hconf.get("class") == "logging.FileHandler"
             }
             self._file_handlers = _handlers_named(names)
+            for h in self._file_handlers.values():
+                _say_write_errors_once(h)
         else:
             for name, filename in swap:
                 self._swap(name, filename)
@@ -206,4 +241,5 @@ class JobLogging:
         new.set_name(name)
         _replace_handler(old, new)
         old.close()
+        _say_write_errors_once(new)
         self._file_handlers[name] = new
