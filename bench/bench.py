@@ -85,6 +85,7 @@ def per_job_mushin(n: int, root: Path, launcher: str | None) -> float:
     go to CPU, a measure that other load on the machine disturbs less."""
     wf = Trivial()
     d = tmpdir(root, f"ov{n}{launcher}")
+    os.sync()  # earlier runs' unwritten files make file creation several times slower
     t, c = time.perf_counter(), time.process_time()
     wf.run(x=multirun(list(range(n))), working_dir=d, launcher=launcher, progress=False)
     dt = (time.perf_counter() - t) / n
@@ -552,6 +553,7 @@ def bench_view(root: Path, quick: bool) -> None:
     for k in range(2 if quick else 6):
         with_view = bool(k % 2)
         d = tmpdir(root, "view")
+        os.sync()  # each sweep starts with the earlier ones' files written (see per_job_mushin)
         out = subprocess.run(
             [sys.executable, "-c", VIEW_SWEEP, str(HERE), str(n), str(int(with_view)), d],
             capture_output=True,
