@@ -591,10 +591,10 @@ register(
         probe=_probe_yaml_dumper,
     )
 )
-
 from .hydra_search import HYDRA_CONFIG_SEARCH_PATH  # noqa: E402  (registers the patch)
 from .notebook import *  # noqa: E402,F403  (the notebook layer's section: its names are ours too)
 from .notebook import __all__ as _notebook_all  # noqa: E402
+from .panel_push import PANEL_PUSH_IN_ORDER  # noqa: E402  (registers the patch)
 from .zen_args import OMEGACONF_ARGS_ATTRIBUTE  # noqa: E402  (registers the patch)
 
-__all__ += [*_notebook_all, HYDRA_CONFIG_SEARCH_PATH, OMEGACONF_ARGS_ATTRIBUTE]
+__all__ += [*_notebook_all, HYDRA_CONFIG_SEARCH_PATH, OMEGACONF_ARGS_ATTRIBUTE, PANEL_PUSH_IN_ORDER]

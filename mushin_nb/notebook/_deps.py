@@ -18,6 +18,8 @@ BokehJS must reach a notebook page once, inline (so plots render offline):
 - Over ipywidgets (``comms="ipywidgets"``/``"vscode"``: jupyter_bokeh) Panel renders
   without a comm and links every component's CSS from its CDN, whatever
   ``config.inline`` says: :func:`mushin_nb._compat.inline_css_over_ipywidgets`.
+- Messages Panel makes before the page has opened a view's comm are sent in the order
+  they were made: :func:`mushin_nb._compat.panel_push.send_pushes_in_order`.
 
 The third-party internals this needs (Panel's "extension loaded" flag, pyviz_comms'
 record of the cell, its stdout capture) are read and written in
@@ -35,6 +37,7 @@ import sys
 from typing import Any
 
 from .. import _compat
+from .._compat.panel_push import send_pushes_in_order
 
 _ready = False
 
@@ -102,6 +105,9 @@ def pn() -> Any:
             # a page message handled on a subshell thread no longer drops an update a
             # redraw on the main loop has made but not pushed yet (Notebook 7, Lab >= 4.4)
             _compat.keep_held_events_on_comm_msg()
+            # messages made before the page opens a view's comm (a --background cell's
+            # first redraws) go out in the order they were made, not each on its own timer
+            send_pushes_in_order()
         if not _compat.panel_extension_loaded():
             # no extra extensions: e.g. Tabulator's JS would come from a CDN in notebooks
             panel.extension(inline=True)
