@@ -348,7 +348,9 @@ def test_slurm_on_error_stop_removes_the_queued_jobs(slurm, tmp_path):
     )
     assert run.join(120)
     s = run.status
-    assert s["failed"] == 1 and s["done"] + s["cancelled"] == 5 and s["cancelled"] >= 3, s
+    # how many tasks start before the stop lands depends on the machine's speed: at least
+    # the last of the one-at-a-time tasks (2 s each) never runs
+    assert s["failed"] == 1 and s["done"] + s["cancelled"] == 5 and s["cancelled"] >= 1, s
     assert run.failures[0].params == {"x": 0}
     sub = next((tmp_path / "s" / ".submitit").iterdir()).name
     array = sub.split("_")[0]

@@ -101,6 +101,26 @@ async def _until(cond, timeout: float = 10) -> None:
         await asyncio.sleep(0.02)  # polling interval
 
 
+def _in_fresh_thread(fn):
+    """``fn()`` on a thread of its own, which has no event loop: an earlier test in the
+    session may leave one marked running on the main thread (asyncio.run refuses then)."""
+    out: dict = {}
+
+    def target():
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # re-raised in the test's thread
+            out["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "the scenario did not end within 60 s"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def _scenario() -> tuple[list[dict], str, PageComm]:
     """On a running event loop (a kernel's): a redraw shows a new figure before the
     page opens the comm, the page opens it, the next redraw changes that figure; then
@@ -115,7 +135,7 @@ def _scenario() -> tuple[list[dict], str, PageComm]:
         await _until(lambda: sum("figure" in s for s in comm.sent) >= 2)
         return _page_reads(comm), model_id, comm
 
-    return asyncio.run(run())
+    return _in_fresh_thread(lambda: asyncio.run(run()))
 
 
 def test_panels_own_push_sends_a_reference_before_its_definition(monkeypatch):
@@ -146,13 +166,18 @@ def test_messages_kept_while_closed_go_out_in_order_once_open(monkeypatch, fresh
     """Several redraws before the page opens the comm; the retry (the calling thread's
     loop, else a timer thread: here, no loop) sends them all, in order, once open."""
     _bind(monkeypatch, panel_push.push_in_order)
-    layout, root, comm = _shown()
-    pane, model_id = _redraw_adds_a_figure(layout, root)
-    for i in range(3):
-        pane.object = f"redraw {i}"
-    assert comm.sent == [] and panel_push.waiting(comm) == 4
-    comm.open()
-    asyncio.run(_until(lambda: panel_push.waiting(comm) == 0))
+
+    def redraws_then_open():
+        layout, root, comm = _shown()
+        pane, model_id = _redraw_adds_a_figure(layout, root)
+        for i in range(3):
+            pane.object = f"redraw {i}"
+        assert comm.sent == [] and panel_push.waiting(comm) == 4
+        comm.open()
+        asyncio.run(_until(lambda: panel_push.waiting(comm) == 0))
+        return comm, model_id
+
+    comm, model_id = _in_fresh_thread(redraws_then_open)
     texts = [json.dumps(c) for c in _page_reads(comm)]
     assert len(texts) == 4 and "new figure" in texts[0]
     assert [next(i for i in range(3) if f"redraw {i}" in t) for t in texts[1:]] == [0, 1, 2]
