@@ -239,11 +239,12 @@ class _Job:
         "done" record that cannot be written raises (the job's failure); a failure
         record that cannot be written is logged, never raised into Hydra."""
         result.finished = time.time()
+        # this process wrote the job's start marker: it becomes the result file
         if result.status == "done":
-            _store.write_job_result(self.sweep_dir, self.job_dir, result)
+            _store.write_job_result(self.sweep_dir, self.job_dir, result, from_marker=True)
         else:
             try:
-                _store.write_job_result(self.sweep_dir, self.job_dir, result)
+                _store.write_job_result(self.sweep_dir, self.job_dir, result, from_marker=True)
             except Exception as e:
                 log.error(
                     "mushin_nb: could not write the %s record of the job with %s in %s (%s: %s); "

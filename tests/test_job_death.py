@@ -281,3 +281,61 @@ def test_find_dead_jobs_tells_dead_from_running_and_unknown(tmp_path):
         procs["alive"].communicate("\n", timeout=60)
     # now that one is gone too
     assert sorted(r.subdir for r in _store.find_dead_jobs(tmp_path)) == ["a/1", "a/2"]
+
+
+# --------------------------------------------------------------------- the marker becomes the result
+
+
+class Record(MultiRunMetricsWorkflow):
+    """Each job notes the inode of its start marker, then returns its value."""
+
+    @staticmethod
+    def task(x: int) -> dict:
+        ino = os.stat(_store.RUNNING_JSON).st_ino  # the task runs in its job directory
+        return dict(y=value(x), marker_ino=ino)
+
+
+def test_a_jobs_start_marker_becomes_its_result_file(tmp_path):
+    """A job creates no file for its result: the start marker it wrote is rewritten
+    with the result and renamed, so no marker and no temporary file is left."""
+    wf = Record()
+    wf.run(x=multirun([0, 1, 2]), working_dir=str(tmp_path), progress=False)
+    ds = wf.to_xarray()
+    for x in (0, 1, 2):
+        (job_dir,) = {tmp_path / r.subdir for r in wf._results if r.index == (x,)}
+        result = job_dir / _store.RESULT_JSON
+        assert result.stat().st_ino == ds["marker_ino"].sel(x=x).item()  # the same file
+        assert not (job_dir / _store.RUNNING_JSON).exists()
+        assert not [p.name for p in job_dir.iterdir() if p.name.endswith(".tmp")]
+        assert json.loads(result.read_text())["scalars"]["y"] == value(x)
+    back = Record().load_from_dir(tmp_path).to_xarray()
+    assert back["y"].values.tolist() == [value(0), value(1), value(2)]
+
+
+def test_write_job_result_from_a_marker_falls_back_and_survives_a_torn_rewrite(tmp_path):
+    """Without a marker the result is written as usual; a crash while the marker is
+    being rewritten leaves a marker its readers skip: the cell has no record (never a
+    wrong value), and resume runs it again."""
+    wf = Die()
+    wf.run(x=multirun([0, 1]), how="", delay=0.0, working_dir=str(tmp_path), progress=False)
+    r0 = next(r for r in wf._results if r.index == (0,))
+    job_dir = tmp_path / r0.subdir
+    # no marker: the ordinary atomic write
+    (job_dir / _store.RESULT_JSON).unlink()
+    rec = _store.write_job_result(tmp_path, job_dir, r0, from_marker=True)
+    assert json.loads((job_dir / _store.RESULT_JSON).read_text()) == rec
+    # the torn rewrite: half of a result in the marker, no result file
+    _store.mark_job_started(job_dir, index=(0,), job_num=r0.job_num, subdir=r0.subdir, run_id="r9")
+    (job_dir / _store.RESULT_JSON).unlink()
+    (job_dir / _store.RUNNING_JSON).write_text(_store.dumps(rec)[:40])
+    index = tmp_path / _store.META_DIR / _store.INDEX
+    lines = [ln for ln in index.read_text().splitlines() if json.loads(ln)["index"] != [0]]
+    index.write_text("".join(ln + "\n" for ln in lines))
+    assert _store.read_job_marker(job_dir) is None  # skipped as a file being written
+    assert _store.find_dead_jobs(tmp_path) == []
+    back = Die().load_from_dir(tmp_path)
+    ds = back.to_xarray()
+    assert ds["y"].isnull().values[0] and ds["y"].values[1] == value(1)
+    back.run(x=multirun([0, 1]), how="", delay=0.0, working_dir=str(tmp_path), resume=True, progress=False)
+    assert back.last_run.skipped == 1
+    assert back.to_xarray()["y"].values.tolist() == [value(0), value(1)]

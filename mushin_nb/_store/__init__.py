@@ -16,7 +16,8 @@ Layout (Hydra's own files are untouched and still readable by other tools)::
       <subdir>/mushin_result.json    the job's status, parameters, scalar metrics, error
       <subdir>/mushin_result.npz     the job's array metrics (loaded with allow_pickle=False)
       <subdir>/mushin_error.txt      the traceback of a failed job
-      <subdir>/mushin_running.json   the job's start marker, while it runs
+      <subdir>/mushin_running.json   the job's start marker, while it runs; renamed to
+                                     mushin_result.json holding the job's result
 
 Nothing here is pickled: scalars and strings are JSON, arrays are ``.npz``.
 

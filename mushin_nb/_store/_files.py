@@ -46,6 +46,7 @@ __all__ = [
     "parse_json_line",
     "read_json",
     "remove_stale_temps",
+    "rewrite_as",
     "temp_files",
     "temp_name",
     "unlink_quiet",
@@ -324,6 +325,45 @@ def atomic_write_text(path: Path, text: str) -> None:
     'héllo'
     """
     atomic_write_bytes(Path(path), text.encode("utf-8"))
+
+
+def rewrite_as(source: Path, target: Path, data: bytes) -> bool:
+    """Write ``data`` into the existing file ``source`` and rename it to ``target``:
+    an atomic write of ``target`` (a reader sees the old or the new content, never a
+    part) that creates no file, reusing ``source``'s. False, with nothing changed,
+    when ``source`` is missing (or a symbolic link); the caller then writes ``target``
+    with :func:`atomic_write_bytes`.
+
+    A job's start marker becomes its result file this way: a job creates one file
+    fewer, which counts on file systems where creating a file is slow (a cluster's
+    network file system). Until the rename, ``source`` holds a part of ``data``,
+    which its readers skip as a file being written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "marker").write_text("a long marker text")
+    >>> rewrite_as(d / "marker", d / "result", b"done"), (d / "result").read_bytes()
+    (True, b'done')
+    >>> rewrite_as(d / "marker", d / "result", b"again"), sorted(p.name for p in d.iterdir())
+    (False, ['result'])
+    """
+    source, target = Path(source), Path(target)
+    try:
+        fd = os.open(source, os.O_WRONLY | os.O_TRUNC | _O_NOFOLLOW | _O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    remove_stale_temps(target)  # as atomic_write_bytes: earlier interrupted writes of target
+    os.replace(source, target)
+    return True
 
 
 def write_once(target: Path, data: bytes) -> bool:

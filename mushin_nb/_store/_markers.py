@@ -1,7 +1,8 @@
 """Job start markers, and the jobs whose process died.
 
-A job writes ``mushin_running.json`` in its directory before its task runs and removes
-it once its result is written. A marker with no result, left by a process that is gone
+A job writes ``mushin_running.json`` in its directory before its task runs; the job's
+result is written into that file, which is then renamed to ``mushin_result.json``
+(``write_job_result(..., from_marker=True)``: a job creates one file fewer). A marker with no result, left by a process that is gone
 (an ``os._exit``, a segfault or an OOM kill of the kernel or of a worker), is that job's
 failure: :func:`mushin_nb._store.read_records` reports it as a failed record, so a
 reload shows it and ``resume=True`` runs the cell again. A marker of a process on

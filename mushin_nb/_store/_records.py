@@ -29,10 +29,11 @@ from ._files import (
     create_temp,
     dumps,
     load_result_arrays,
+    rewrite_as,
     unlink_quiet,
     write_npz,
 )
-from ._layout import INDEX, META_DIR, RESULT_JSON, RESULT_NPZ, STATES
+from ._layout import INDEX, META_DIR, RESULT_JSON, RESULT_NPZ, RUNNING_JSON, STATES
 from ._values import check_stored_metrics
 
 __all__ = ["JobResult", "record_problem", "write_job_result"]
@@ -177,9 +178,15 @@ def record_problem(rec: Any) -> str | None:
     return None
 
 
-def write_job_result(sweep_dir: Path, job_dir: Path, result: JobResult) -> dict[str, Any]:
+def write_job_result(
+    sweep_dir: Path, job_dir: Path, result: JobResult, *, from_marker: bool = False
+) -> dict[str, Any]:
     """Persist one job's result in its directory and append it to the index.
     Returns the JSON record.
+
+    ``from_marker``: the job's process writes its own result, and its start marker
+    (``mushin_running.json``) becomes the result file (:func:`rewrite_as`: one file
+    creation fewer per job); without a marker, the result file is written as usual.
 
     A metric that has no faithful stored form raises (:func:`check_stored_metrics`)
     before anything is written: the job fails inside its failure boundary, never
@@ -222,7 +229,8 @@ def write_job_result(sweep_dir: Path, job_dir: Path, result: JobResult) -> dict[
             raise
     record = result.to_json(scalars)
     text = dumps(record)
-    atomic_write_text(job_dir / RESULT_JSON, text)
+    if not (from_marker and rewrite_as(job_dir / RUNNING_JSON, job_dir / RESULT_JSON, text.encode("utf-8"))):
+        atomic_write_text(job_dir / RESULT_JSON, text)
     meta = sweep_dir / META_DIR
     meta.mkdir(parents=True, exist_ok=True)
     append_line(meta / INDEX, text)
