@@ -393,7 +393,8 @@ def test_job_logs_go_to_the_job_log_file_not_the_notebook(capfd):
 
 def test_each_job_logs_to_its_own_file_also_with_a_delayed_file_handler():
     """The job log's FileHandler follows each job's directory (one handler, reopened per
-    job); with ``delay=true`` a job that logs nothing gets no log file."""
+    job); a job that logs nothing gets no log file (the default, and ``delay=true``),
+    and an empty one with ``delay=false``, as Hydra's launcher gives."""
     import logging
 
     class Logs(MultiRunMetricsWorkflow):
@@ -403,20 +404,22 @@ def test_each_job_logs_to_its_own_file_also_with_a_delayed_file_handler():
                 logging.getLogger("my_task").info("job %s speaks", x)
             return dict(x2=x)
 
-    for delay in (False, True):
+    for delay in (False, True, None):
         wd = Path(f"logs_{delay}")
         Logs().run(
             x=multirun([1, 2, 3, 4]),
             working_dir=str(wd),
-            overrides=[f"++hydra.job_logging.handlers.file.delay={str(delay).lower()}"],
+            overrides=[]
+            if delay is None
+            else [f"++hydra.job_logging.handlers.file.delay={str(delay).lower()}"],
             progress=False,
         )
         for num, x in enumerate([1, 2, 3, 4]):
             log_file = wd / str(num) / "rai_workflow.log"
             if x % 2 == 0:
                 assert log_file.read_text().count("speaks") == 1 and f"job {x} speaks" in log_file.read_text()
-            elif delay:
-                assert not log_file.exists()
+            elif delay is not False:
+                assert not log_file.exists(), (delay, num)
             else:
                 assert log_file.read_text() == ""
 

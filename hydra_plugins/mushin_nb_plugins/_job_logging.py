@@ -113,6 +113,32 @@ def _reopen(handler: logging.FileHandler, filename: str, *, delay: bool) -> None
             pass
 
 
+def _delay(hconf: Any) -> bool:
+    """A job's ``logging.FileHandler`` opens its file at the first record unless its
+    config sets ``delay: false``: a job that logs nothing creates no empty log file
+    (one file creation fewer per job, which counts on a cluster's file system)."""
+    return bool(hconf.get("delay", True))
+
+
+def _delayed(conf: Any, plain: Any) -> Any:
+    """``conf`` (a job's ``hydra.job_logging``) with ``delay: true`` on each
+    ``logging.FileHandler`` whose config does not set ``delay`` (see :func:`_delay`)."""
+    handlers = (plain or {}).get("handlers") or {}
+    names = [
+        n
+        for n, h in handlers.items()
+        if isinstance(h, dict) and h.get("class") == "logging.FileHandler" and "delay" not in h
+    ]
+    if not names:
+        return conf
+    from omegaconf import OmegaConf
+
+    out = OmegaConf.create(OmegaConf.to_container(conf, resolve=True))
+    for n in names:
+        out.handlers[n].delay = True
+    return out
+
+
 def _replace_handler(old: logging.Handler, new: logging.Handler) -> None:
     """``new`` in ``old``'s place (same position) on every logger that has ``old``."""
     for lg in all_loggers():
@@ -181,7 +207,7 @@ class JobLogging:
         swap = self._file_names_to_swap(resolved)
         root = logging.getLogger()
         if swap is None:
-            configure_log(job_logging(), self.verbose)
+            configure_log(_delayed(job_logging(), self.plain), self.verbose)
             names = {
                 name
                 for name, hconf in (self.plain.get("handlers") or {}).items()
@@ -225,13 +251,13 @@ class JobLogging:
         old = self._file_handlers[name]
         hconf = self.plain["handlers"][name]
         if type(old) is logging.FileHandler:
-            _reopen(old, filename, delay=bool(hconf.get("delay", False)))
+            _reopen(old, filename, delay=_delay(hconf))
             return
         new = logging.FileHandler(
             filename,
             mode=hconf.get("mode", "a"),
             encoding=hconf.get("encoding"),
-            delay=bool(hconf.get("delay", False)),
+            delay=_delay(hconf),
             errors=hconf.get("errors"),
         )
         new.setLevel(old.level)
