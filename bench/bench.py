@@ -77,20 +77,44 @@ def per_job_plain(n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
-CPU: dict[str, list[float]] = {}
+CPU: dict[str, list[tuple[float, float]]] = {}  # per sweep: (user, sys) CPU seconds per job
+DIRS: dict[str, str] = {}  # the last sweep directory of each kind
 
 
-def per_job_mushin(n: int, root: Path, launcher: str | None) -> float:
-    """Wall-clock seconds per job; the process's CPU seconds per job (all threads)
-    go to CPU, a measure that other load on the machine disturbs less."""
+def cpu_times() -> tuple[float, float]:
+    """This process's user and system CPU seconds so far (all its threads)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
+def cpu_note(key: str) -> str:
+    """'CPU x ms/job (user u, sys s)': medians over the sweeps of kind ``key``."""
+    us = CPU[key]
+    total = median([u + s for u, s in us])
+    return (
+        f"CPU {total * 1e3:.2f} ms/job (user {median([u for u, _ in us]) * 1e3:.2f}, "
+        f"sys {median([s for _, s in us]) * 1e3:.2f})"
+    )
+
+
+def per_job_mushin(n: int, root: Path, launcher: str | None, kind: str = "") -> float:
+    """Wall-clock seconds per job; the process's CPU seconds per job (all threads, user
+    and system) go to CPU, a measure that other load on the machine disturbs less.
+    Each sweep gets a fresh directory under ``root``, kept until the bench ends:
+    deleting files makes the next files created near them slower on some file systems
+    (ext4 without a journal skips recently freed inodes one by one)."""
     wf = Trivial()
-    d = tmpdir(root, f"ov{n}{launcher}")
+    key = f"{n}{launcher}{kind}"
+    d = tmpdir(root, f"ov{key}")
     os.sync()  # earlier runs' unwritten files make file creation several times slower
-    t, c = time.perf_counter(), time.process_time()
+    t, (u, s) = time.perf_counter(), cpu_times()
     wf.run(x=multirun(list(range(n))), working_dir=d, launcher=launcher, progress=False)
     dt = (time.perf_counter() - t) / n
-    CPU.setdefault(f"{n}{launcher}", []).append((time.process_time() - c) / n)
-    shutil.rmtree(d, ignore_errors=True)
+    u2, s2 = cpu_times()
+    CPU.setdefault(key, []).append(((u2 - u) / n, (s2 - s) / n))
+    DIRS[key] = d
     return dt
 
 
@@ -143,45 +167,138 @@ def run_rai(py: Path, script: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def tmpfs_root() -> tuple[Path | None, str]:
+    """A fresh directory on /dev/shm when that is a writable tmpfs (the caller removes
+    it), else None and why not."""
+    try:
+        with open("/proc/mounts") as f:
+            types = {p[1]: p[2] for p in (line.split() for line in f) if len(p) > 2}
+    except OSError:
+        types = {}
+    if types.get("/dev/shm") != "tmpfs":
+        return None, "no tmpfs at /dev/shm"
+    try:
+        return Path(tempfile.mkdtemp(prefix="mushin-bench-", dir="/dev/shm")), ""
+    except OSError as e:
+        return None, f"/dev/shm not writable ({e.strerror})"
+
+
+def file_creation_ms(base: Path, count: int = 200) -> float:
+    """Milliseconds per (a directory + 4 files of 100 bytes), created ``count`` times in a
+    fresh directory under ``base`` (kept: see per_job_mushin)."""
+    d = tmpdir(base, "files")
+    data = b"x" * 100
+    os.sync()
+    t = time.perf_counter()
+    for i in range(count):
+        sub = os.path.join(d, str(i))
+        os.mkdir(sub)
+        for name in ("a", "b", "c", "d"):
+            fd = os.open(os.path.join(sub, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.write(fd, data)
+            os.close(fd)
+    return (time.perf_counter() - t) / count * 1e3
+
+
+def inodes(d: str) -> tuple[int, int]:
+    """Directories (``d`` itself excluded) and files under ``d``."""
+    dirs = files = 0
+    for _, ds, fs in os.walk(d):
+        dirs += len(ds)
+        files += len(fs)
+    return dirs, files
+
+
+def rai_sweeps(rai: Path, root: Path, n: int, reps: int) -> tuple[float, float, str]:
+    """rai-toolbox's wall and CPU seconds per job (medians of ``reps`` sweeps of ``n``
+    jobs, each in a fresh directory, kept) and its last sweep's directory."""
+    vals, cpus, d = [], [], ""
+    for _ in range(reps):
+        d = tmpdir(root, f"rai{n}")
+        os.sync()
+        out = run_rai(rai, RAI_RUN, str(n), d)
+        vals.append(out["per_job"])
+        cpus.append(out["cpu"])
+    return median(vals), median(cpus), d
+
+
 def bench_overhead(root: Path, quick: bool, rai: Path | None) -> None:
     sizes = [9, 30] if quick else [9, 100, 1000]
+    counted = 30 if quick else 100  # the size whose sweep directories are counted
     print("per-job overhead of a trivial task", file=sys.stderr)
-    for n in sizes:
-        reps = 3
-        slow_reps = 3 if n < 1000 else 1
-        plain = median([per_job_plain(n) for _ in range(5)])
-        fast = median([per_job_mushin(n, root, None) for _ in range(reps)])
-        basic = median([per_job_mushin(n, root, "basic") for _ in range(slow_reps)])
-        row(f"{n:>5} jobs: plain Python loop (the limit)", f"{plain * 1e3:.4f} ms/job")
-        row(
-            f"{n:>5} jobs: mushin-nb default launcher",
-            f"{fast * 1e3:.2f} ms/job",
-            "<= plain + 1.5 ms at 1000",
-            f"+{(fast - plain) * 1e3:.2f} ms over the loop; CPU {median(CPU[f'{n}None']) * 1e3:.2f} ms/job",
-        )
-        row(
-            f"{n:>5} jobs: mushin-nb, Hydra basic launcher",
-            f"{basic * 1e3:.2f} ms/job",
-            "",
-            f"{basic / fast:.1f}x the default launcher; CPU {median(CPU[f'{n}basic']) * 1e3:.2f} ms/job",
-        )
-        if rai is not None:
-            vals, cpus = [], []
-            for _ in range(slow_reps):
-                d = tmpdir(root, f"rai{n}")
-                out = run_rai(rai, RAI_RUN, str(n), d)
-                vals.append(out["per_job"])
-                cpus.append(out["cpu"])
-                shutil.rmtree(d, ignore_errors=True)
-            r = median(vals)
-            fast_cpu = median(CPU[f"{n}None"])
-            row(
-                f"{n:>5} jobs: rai-toolbox 0.2.1",
-                f"{r * 1e3:.2f} ms/job",
-                ">= 20x default overhead",
-                f"{(r - plain) / max(fast - plain, 1e-9):.1f}x the default launcher's overhead; "
-                f"CPU {median(cpus) * 1e3:.2f} ms/job = {median(cpus) / fast_cpu:.1f}x the default's",
+    shm, no_shm = tmpfs_root()
+    disk = shm_files = None
+    try:
+        for n in sizes:
+            reps = 3
+            slow_reps = 3 if n < 1000 else 1
+            largest = n == sizes[-1]
+            if largest:  # the disk as the largest size's sweeps find it
+                disk = file_creation_ms(root)
+                shm_files = file_creation_ms(shm) if shm else None
+            plain = median([per_job_plain(n) for _ in range(5)])
+            fast = median([per_job_mushin(n, root, None) for _ in range(reps)])
+            on_shm = (
+                median([per_job_mushin(n, shm, None, "shm") for _ in range(reps)]) if largest and shm else 0
             )
+            basic = median([per_job_mushin(n, root, "basic") for _ in range(slow_reps)])
+            rai_out = rai_sweeps(rai, root, n, slow_reps) if rai is not None else None
+            row(f"{n:>5} jobs: plain Python loop (the limit)", f"{plain * 1e3:.4f} ms/job")
+            row(
+                f"{n:>5} jobs: mushin-nb default launcher",
+                f"{fast * 1e3:.2f} ms/job",
+                "<= plain + 1.5 ms at 1000",
+                f"+{(fast - plain) * 1e3:.2f} ms over the loop; {cpu_note(f'{n}None')}",
+            )
+            if largest:
+                row(
+                    f"{n:>5} jobs: mushin-nb default launcher, sweep dir on tmpfs",
+                    f"{on_shm * 1e3:.2f} ms/job" if shm else "skipped",
+                    "",
+                    f"+{(on_shm - plain) * 1e3:.2f} ms over the loop: the code's overhead without the "
+                    f"disk; {cpu_note(f'{n}Noneshm')}"
+                    if shm
+                    else no_shm,
+                )
+            row(
+                f"{n:>5} jobs: mushin-nb, Hydra basic launcher",
+                f"{basic * 1e3:.2f} ms/job",
+                "",
+                f"{basic / fast:.1f}x the default launcher; {cpu_note(f'{n}basic')}",
+            )
+            if rai_out is not None:
+                r, rai_cpu, rai_dir = rai_out
+                fast_cpu = median([u + s for u, s in CPU[f"{n}None"]])
+                row(
+                    f"{n:>5} jobs: rai-toolbox 0.2.1",
+                    f"{r * 1e3:.2f} ms/job",
+                    ">= 20x default overhead",
+                    f"{(r - plain) / max(fast - plain, 1e-9):.1f}x the default launcher's overhead; "
+                    f"CPU {rai_cpu * 1e3:.2f} ms/job = {rai_cpu / fast_cpu:.1f}x the default's",
+                )
+            if n == counted:  # after the timed sweeps: counting does not disturb them
+                jd, jf = (k / n for k in inodes(DIRS[f"{n}None"]))
+                rai_note = ""
+                if rai_out is not None:
+                    rd, rf = (k / n for k in inodes(rai_out[2]))
+                    rai_note = f"; rai-toolbox 0.2.1: {rd:.2f} dirs + {rf:.2f} files"
+                row(
+                    "inodes per job: mushin-nb default launcher",
+                    f"{jd:.2f} dirs + {jf:.2f} files",
+                    "",
+                    f"what a {n}-job sweep leaves on disk, divided by {n}{rai_note}",
+                )
+        row(
+            "file creation on this disk: a directory + 4 files",
+            f"{disk:.3f} ms",
+            "",
+            (f"tmpfs: {shm_files:.3f} ms" if shm_files is not None else f"tmpfs: skipped ({no_shm})")
+            + f"; a mushin-nb job leaves {jd:.2f} directories and {jf:.2f} files (the inode row); "
+            f"measured before the {sizes[-1]}-job sweeps, in a fresh directory beside theirs",
+        )
+    finally:
+        if shm is not None:
+            shutil.rmtree(shm, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- reload
@@ -349,13 +466,13 @@ def bench_fixed(root: Path, quick: bool) -> None:
     ConfigLoaderImpl.load_configuration = timed  # type: ignore[method-assign]
     try:
         for _ in range(4 if quick else 8):
-            d = tmpdir(root, "fixed")
+            d = tmpdir(root, "fixed")  # fresh, kept until the bench ends (see per_job_mushin)
+            os.sync()
             spent.clear()
             t = time.perf_counter()
             Trivial().run(x=multirun(list(range(9))), working_dir=d, progress=False)
             walls.append(time.perf_counter() - t)
             composing.append((sum(spent), len(spent)))
-            shutil.rmtree(d, ignore_errors=True)
     finally:
         ConfigLoaderImpl.load_configuration = compose  # type: ignore[method-assign]
     wall = median(walls[1:])  # the first one pays imports
