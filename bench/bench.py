@@ -428,7 +428,7 @@ def bench_reload(root: Path, quick: bool, rai: Path | None) -> None:
                 f"xarray'` alone takes {median(floor):.2f} s; imported: "
                 + (", ".join(imported) or "no dask, Hydra or scipy"),
             )
-        shutil.rmtree(d, ignore_errors=True)
+        # the directory is kept until the bench ends: a deletion slows later sweeps' file creation
     if rai is not None:
         n = 1000
         d = tmpdir(root, f"grid{n}")
@@ -441,7 +441,7 @@ def bench_reload(root: Path, quick: bool, rai: Path | None) -> None:
             "",
             f"{r['seconds'] / t:.0f}x mushin-nb ({t:.3f} s)",
         )
-        shutil.rmtree(d, ignore_errors=True)
+        # the directory is kept until the bench ends: a deletion slows later sweeps' file creation
 
 
 # --------------------------------------------------------------------------- fixed cost
@@ -619,7 +619,8 @@ def _with_and_without(root: Path, n: int, reps: int, setup, **kw) -> tuple[float
     last = None
     for k in range(2 * reps + 2):
         with_it = bool(k % 2)
-        d = tmpdir(root, "ww")
+        d = tmpdir(root, "ww")  # kept until the bench ends: a deletion slows the next sweep's files
+        os.sync()
         t = time.perf_counter()
         run = Stamp().start(x=multirun(list(range(n if k >= 2 else 5))), sleep=0.001, working_dir=d, **kw)
         extra = setup(run, d) if with_it else None
@@ -627,7 +628,6 @@ def _with_and_without(root: Path, n: int, reps: int, setup, **kw) -> tuple[float
         if k >= 2:
             walls[with_it].append(time.perf_counter() - t)
             last = extra if with_it else last
-        shutil.rmtree(d, ignore_errors=True)
     return median(walls[False]), median(walls[True]), last
 
 
@@ -665,29 +665,39 @@ def bench_view(root: Path, quick: bool) -> None:
         return
     # each sweep in a fresh process, alternating: sweeps one after another in one process
     # get slower (what earlier ones left), which would count against whichever runs second
+    # the sweeps' directories on tmpfs: this row is the view's cost, and on a disk the cost
+    # of creating 10k job directories varies more than that (with what was deleted nearby)
+    shm, why = tmpfs_root()
+    base = shm or root
     walls: dict[bool, list[float]] = {False: [], True: []}
     redraws = 0
-    for k in range(2 if quick else 6):
-        with_view = bool(k % 2)
-        d = tmpdir(root, "view")
-        os.sync()  # each sweep starts with the earlier ones' files written (see per_job_mushin)
-        out = subprocess.run(
-            [sys.executable, "-c", VIEW_SWEEP, str(HERE), str(n), str(int(with_view)), d],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        wall, drawn = out.stdout.split()[-2:]
-        walls[with_view].append(float(wall))
-        redraws = int(drawn) if with_view else redraws
-        shutil.rmtree(d, ignore_errors=True)
+    try:
+        for k in range(2 if quick else 6):
+            with_view = bool(k % 2)
+            d = tmpdir(base, "view")
+            os.sync()  # each sweep starts with the earlier ones' files written (see per_job_mushin)
+            out = subprocess.run(
+                [sys.executable, "-c", VIEW_SWEEP, str(HERE), str(n), str(int(with_view)), d],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            wall, drawn = out.stdout.split()[-2:]
+            walls[with_view].append(float(wall))
+            redraws = int(drawn) if with_view else redraws
+            if shm is not None:  # on tmpfs a deletion costs the next sweep nothing
+                shutil.rmtree(d, ignore_errors=True)
+    finally:
+        if shm is not None:
+            shutil.rmtree(shm, ignore_errors=True)
+    where = "sweep dirs on tmpfs" if shm is not None else f"sweep dirs on disk, kept ({why})"
     a, b = median(walls[False]), median(walls[True])
     row(
         f"live view, {n} cells of 1 ms jobs: sweep wall time",
         f"{b / a:.2f}x",
         "<= 1.10x",
         f"{b:.1f} s with, {a:.1f} s without (medians of {len(walls[True])} fresh processes each, "
-        f"alternating); {redraws} redraws (throttled: at most 5% of the time redrawing, the final "
+        f"alternating; {where}); {redraws} redraws (throttled: at most 5% of the time redrawing, the final "
         "state drawn at the end)",
     )
 
@@ -726,7 +736,7 @@ def bench_parallel(root: Path, quick: bool) -> None:
         t = time.perf_counter()
         Busy().run(x=multirun(list(range(n))), seconds=secs, working_dir=d, progress=False, **kw)
         res[name] = time.perf_counter() - t
-        shutil.rmtree(d, ignore_errors=True)
+        # the directory is kept until the bench ends: a deletion slows later sweeps' file creation
     base = res["default launcher"]
     for name, v in res.items():
         note = "" if name == "default launcher" else f"{base / v:.2f}x faster than in-process"
@@ -776,7 +786,7 @@ def bench_latency(root: Path, quick: bool) -> None:
 
         run.subscribe(on_event)
         run.wait()
-        shutil.rmtree(d, ignore_errors=True)
+        # the directory is kept until the bench ends: a deletion slows later sweeps' file creation
         if delays:
             row(
                 f"{name}: job end -> cell in run.dataset",
