@@ -206,16 +206,16 @@ OMEGACONF_YAML_DUMPER = "omegaconf-yaml-dumper"
 # writing the nodes' ``_content`` / ``_parent`` / ``_metadata`` / ``_flags_cache``.
 
 
-def _oc_share(node: Any) -> Any:
+def _oc_share(node: Any, root: bool = False) -> Any:
     """A new container with a copy of ``node``'s metadata whose children are the
-    same node objects (not re-parented), with no parent."""
+    same node objects (not re-parented), with no parent; a new resolver cache if ``root``."""
     from collections import defaultdict
 
     res = object.__new__(type(node))
     md = copy.copy(node.__dict__["_metadata"])
     if md.flags is not None:
         md.flags = dict(md.flags)
-    md.resolver_cache = defaultdict(dict)
+    md.resolver_cache = defaultdict(dict) if root else md.resolver_cache  # OmegaConf uses the root's
     res.__dict__["_metadata"] = md
     res.__dict__["_flags_cache"] = None
     content = node.__dict__["_content"]
@@ -366,7 +366,7 @@ class JobConfigBuilder:
         return self._build_public(task_cfg, values)
 
     def _build_shared(self, task_cfg: Any, values: Mapping[tuple[Any, ...], Any]) -> JobConfigs:
-        root = _oc_share(self.frozen)
+        root = _oc_share(self.frozen, root=True)
         h = _oc_share(_oc_child(root, "hydra"))
         _oc_attach(root, "hydra", h)
         made: dict[tuple[Any, ...], Any] = {(): h}
@@ -381,7 +381,7 @@ class JobConfigBuilder:
             if p in values:
                 leaf._set_value(values[p])
             _oc_attach(parent, p[-1], leaf)
-        full = _oc_share(task_cfg)
+        full = _oc_share(task_cfg, root=True)
         full.__dict__["_content"]["hydra"] = h
         _oc_reparent(h, full)
         return JobConfigs(root, full, shared=True)
