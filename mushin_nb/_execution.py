@@ -264,7 +264,8 @@ class SweepRun:
     def poll(self) -> int:
         """Read what jobs appended to the sweep index since the last poll (how
         results from other processes arrive). Returns the number of new records."""
-        raw, self._offset = _store.read_index_raw(self.sweep_dir, self._offset)
+        # the records this run already has (its in-process jobs hand theirs over) are skipped
+        raw, self._offset = _store.read_index_raw(self.sweep_dir, self._offset, known=self._seen)
         n = 0
         for d in raw:
             if d.get("run_id") != self.run_id:

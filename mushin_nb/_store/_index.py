@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +100,20 @@ def _parse_record(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def read_index(
-    sweep_dir: Path, offset: int = 0, *, final: bool = False, first_line: int | None = None
+    sweep_dir: Path,
+    offset: int = 0,
+    *,
+    final: bool = False,
+    first_line: int | None = None,
+    known: Container[tuple[str, str]] = (),
 ) -> tuple[list[dict[str, Any]], list[Damage], int]:
     """The index's records from byte ``offset`` on (whole lines only), its damaged
     lines, and the new offset. A record naming a directory outside the sweep
     directory is a damaged line whose marker stands for its cell. ``final``: the
     reader does not follow a live writer, so a torn last line is damage too.
     ``first_line``: the number of the line at ``offset`` (damage is told by line number).
+    ``known``: the (subdir, status) of records the reader already has (a live run's
+    own jobs'): their lines are passed over, unchecked.
 
     Examples
     --------
@@ -147,6 +154,8 @@ def read_index(
         if rec is None:
             bad.append(Damage(p, problem or "", fix=_LINE_FIX, line=line, repairable=True))
             continue
+        if (rec["subdir"], rec["status"]) in known:
+            continue
         escape, _ = subdir_escape(base, rec["subdir"])
         if escape is not None:
             problem = f"names {escape}"
@@ -161,10 +170,13 @@ def read_index(
     return records, bad, offset + end + 1 if end >= 0 else offset
 
 
-def read_index_raw(sweep_dir: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+def read_index_raw(
+    sweep_dir: Path, offset: int = 0, *, known: Container[tuple[str, str]] = ()
+) -> tuple[list[dict[str, Any]], int]:
     """Records appended to the index since ``offset`` (bytes), and the new offset.
     Only whole lines are consumed; damaged lines (not UTF-8, not JSON, not a job
-    record, or naming a directory outside the sweep directory) are skipped.
+    record, or naming a directory outside the sweep directory) are skipped, and so
+    are those of records in ``known`` ((subdir, status) pairs the reader has).
 
     Examples
     --------
@@ -176,10 +188,10 @@ def read_index_raw(sweep_dir: Path, offset: int = 0) -> tuple[list[dict[str, Any
     ([], 0)
     >>> _ = write_job_result(d, d / "0", JobResult(index=(0,), status="done", subdir="0"))
     >>> records, offset = read_index_raw(d)
-    >>> len(records), read_index_raw(d, offset)
-    (1, ([], ...))
+    >>> len(records), read_index_raw(d, offset), read_index_raw(d, known={("0", "done")})
+    (1, ([], ...), ([], ...))
     """
-    records, _, new = read_index(sweep_dir, offset)
+    records, _, new = read_index(sweep_dir, offset, known=known)
     return records, new
 
 
