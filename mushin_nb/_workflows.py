@@ -123,6 +123,7 @@ class BaseWorkflow:
 
     def _reset(self) -> None:
         self.cfgs_: list[Any] | None = []
+        self._cfgs_of: tuple[list[Any], list[JobResult]] | None = None  # (jobs, results): cfgs on demand
         self.metrics: dict[str, list[Any]] = {}
         self.workflow_overrides: dict[str, Any] = {}
         self.jobs: Any = []
@@ -164,6 +165,9 @@ class BaseWorkflow:
     def cfgs(self) -> list[Any]:
         """Each job's configuration, in job order (read from the job directories on
         first use after a reload)."""
+        if self.cfgs_ is None and self._cfgs_of is not None:  # a run's: its jobs' configs
+            self.cfgs_ = _cfgs_in_job_order(*self._cfgs_of)
+            self._cfgs_of = None
         if self.cfgs_ is None:  # loaded from disk lazily: YAML is slow at scale
             from hydra_zen import load_from_yaml
 
@@ -177,6 +181,7 @@ class BaseWorkflow:
     @cfgs.setter
     def cfgs(self, value: list[Any]) -> None:
         self.cfgs_ = value
+        self._cfgs_of = None
 
     def _job_dirs(self) -> list[Path]:
         if self._working_dir is None:
@@ -458,11 +463,8 @@ class BaseWorkflow:
         Dataset) from a run of it, finished or not."""
         self.jobs = list(sweep.jobs)
         self._results = sweep.results
-        by_num = {int(j.hydra_cfg.hydra.job.num): j for j in self.jobs if j.hydra_cfg is not None}
-        if all(r.job_num in by_num for r in self._results):
-            self.cfgs_ = [by_num[r.job_num].cfg for r in sorted(self._results, key=lambda r: r.job_num)]
-        else:
-            self.cfgs_ = None
+        self.cfgs_ = None  # made from the jobs on first use of cfgs (a job's number costs ~30 us)
+        self._cfgs_of = (self.jobs, self._results)
         self.jobs_post_process()
 
     def jobs_post_process(self) -> None:
@@ -488,3 +490,12 @@ def _wrap(wrapper: Any, fn: Callable[..., Any]) -> Callable[[Any], Any]:
         # resolution gives the task exactly the value it was given.
         return zen(fn, resolve_pre_call=False)
     return wrapper(fn)
+
+
+def _cfgs_in_job_order(jobs: list[Any], results: list[JobResult]) -> list[Any] | None:
+    """The task configs of ``jobs`` in the job order of ``results``; None when a result
+    has no job here (its config is then read from its job directory)."""
+    by_num = {int(j.hydra_cfg.hydra.job.num): j for j in jobs if j.hydra_cfg is not None}
+    if not all(r.job_num in by_num for r in results):
+        return None
+    return [by_num[r.job_num].cfg for r in sorted(results, key=lambda r: r.job_num)]

@@ -348,6 +348,7 @@ def test_metrics_and_cfgs_attributes():
     wf.run(x=multirun([1, 2]), y=3, working_dir="d", progress=False)
     assert wf.metrics == {"xy": [13, 23]}
     assert [c.x for c in wf.cfgs] == [1, 2]
+    assert [c is j.cfg for c, j in zip(wf.cfgs, wf.jobs)] == [True, True]  # the run's, not re-read
     loaded = Grid().load_from_dir("d")
     assert loaded.metrics == wf.metrics
     assert [c.x for c in loaded.cfgs] == [1, 2]
