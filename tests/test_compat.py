@@ -189,16 +189,59 @@ def test_shared_nodes_guard_refuses_other_versions(monkeypatch, fresh_verdicts, 
 
 
 def test_shared_nodes_guard_refuses_changed_internals(monkeypatch, fresh_verdicts):
+    from mushin_nb._compat import shared_nodes
+
     # an OmegaConf that keeps a container's children elsewhere than in _content
-    monkeypatch.setattr(_compat, "_oc_child", lambda node, key: node.__dict__["_children"][key])
+    monkeypatch.setattr(shared_nodes, "_oc_child", lambda node, key: node.__dict__["_children"][key])
     why = _compat.refusal(_compat.OMEGACONF_SHARED_NODES)
     assert why is not None and "internals differ" in why and "_children" in why
     # an OmegaConf whose _set_value no longer sets a detached node: caught by the comparison
     monkeypatch.undo()
     _compat._refresh(_compat.OMEGACONF_SHARED_NODES)
-    monkeypatch.setattr(_compat, "_oc_set_detached", lambda leaf, value: None)
+    monkeypatch.setattr(shared_nodes, "_oc_set_detached", lambda leaf, value: None)
     why = _compat.refusal(_compat.OMEGACONF_SHARED_NODES)
     assert why is not None and "internals differ" in why
+    # a list of strings (hydra.overrides.task) whose element nodes come out wrong
+    monkeypatch.undo()
+    _compat._refresh(_compat.OMEGACONF_SHARED_NODES)
+    real = shared_nodes._oc_set_strings
+    monkeypatch.setattr(shared_nodes, "_oc_set_strings", lambda leaf, items: real(leaf, items[:1]))
+    why = _compat.refusal(_compat.OMEGACONF_SHARED_NODES)
+    assert why is not None and "internals differ" in why
+
+
+def test_a_jobs_overrides_list_is_made_as_omegaconf_makes_it(tmp_path, fresh_verdicts, monkeypatch):
+    """hydra.overrides.task, made from copies of the template's element nodes, is what
+    ListConfig._set_value makes: the same values, node types, keys, parents, and a
+    refused value (not a string) takes OmegaConf's own path."""
+    from mushin_nb._compat import shared_nodes
+
+    taken: list[bool] = []
+    real = shared_nodes._oc_set_strings
+    monkeypatch.setattr(shared_nodes, "_oc_set_strings", lambda *a: taken.append(real(*a)) or taken[-1])
+    frozen = _frozen_hydra_config(tmp_path)
+    paths = [("overrides", "task"), ("job", "num")]
+    shared = _compat.JobConfigBuilder(frozen, paths, shared=True)
+    public = _compat.JobConfigBuilder(frozen, paths, shared=False)
+    values = {("overrides", "task"): ["+x=1", "y='a b'", "z=${w}"], ("job", "num"): 4}
+    a, b = shared.build(OmegaConf.create({}), values), public.build(OmegaConf.create({}), values)
+    la, lb = a.hroot.hydra.overrides.task, b.hroot.hydra.overrides.task
+    assert OmegaConf.to_container(la) == OmegaConf.to_container(lb) == values[("overrides", "task")]
+    for i in range(3):
+        na, nb = la._get_node(i), lb._get_node(i)
+        assert type(na) is type(nb) and na._key() == nb._key() == i and na._get_parent() is la
+        assert na._is_interpolation() == nb._is_interpolation()
+    assert OmegaConf.to_yaml(a.hroot) == OmegaConf.to_yaml(b.hroot)
+    assert frozen.hydra.overrides.task != la  # the template is untouched
+    odd = shared.build(OmegaConf.create({}), {("overrides", "task"): [1, "a"], ("job", "num"): 5})
+    assert OmegaConf.to_container(odd.hroot.hydra.overrides.task) == ["1", "a"]
+    assert taken == [
+        True,
+        False,
+        False,
+        False,
+    ]  # per build: the list (fast, then not: an int), job.num (a value node)
+    a.release(), b.release(), odd.release()
 
 
 # ----------------------------------------------------------------------------- hydra-config-assign
