@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Patch", "PATCHES", "OFF_ENV", "register", "usable", "refusal", "public_path", "installed_version"]
+__all__ += ["code_names"]
 
 OFF_ENV = "MUSHIN_NB_COMPAT_OFF"
 """The environment variable that forces public paths: patch names separated by commas, or ``all``."""
@@ -149,6 +150,29 @@ def refusal(name: str) -> str | None:
     with _lock:
         _verdicts[name] = why
     return why
+
+
+def code_names(obj: Any) -> set[str]:
+    """The names and attributes a function's code uses (its comments do not count):
+    what a probe looks for in the third-party function a patch replaces or relies on.
+
+    Examples
+    --------
+    >>> def f(x):
+    ...     return x.real  # imag
+    >>> sorted(code_names(f))
+    ['real', 'x']
+    """
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    return {
+        n.id if isinstance(n, ast.Name) else n.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Name | ast.Attribute)
+    }
 
 
 def usable(name: str) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from . import Patch, public_path, register, usable  # noqa: F401  (public_path: the doctests)
+from . import Patch, code_names, public_path, register, usable  # noqa: F401  (public_path: the doctests)
 
 __all__: list[str] = []
 
@@ -25,20 +25,6 @@ __all__ += ["PYVIZ_COMMS_STDOUT"]
 PANEL_EXTENSION_LOADED = "panel-extension-loaded"
 PYVIZ_COMMS_EXEC_COUNT = "pyviz-comms-execution-count"
 PYVIZ_COMMS_STDOUT = "pyviz-comms-thread-stdout"
-
-
-def _code_names(obj: Any) -> set[str]:
-    """The names and attributes a function's code uses (its comments do not count)."""
-    import ast
-    import inspect
-    import textwrap
-
-    tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
-    return {
-        n.id if isinstance(n, ast.Name) else n.attr
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Name | ast.Attribute)
-    }
 
 
 # ---------------------------------------------------------------- panel-extension-loaded
@@ -70,7 +56,7 @@ def _probe_panel_extension() -> None:
 
     if not isinstance(getattr(panel_extension, "_loaded", None), bool):
         raise AttributeError("panel_extension has no bool _loaded")
-    if "_loaded" not in _code_names(panel_extension.__call__):
+    if "_loaded" not in code_names(panel_extension.__call__):
         raise AssertionError("pn.extension() no longer sets panel_extension._loaded")
 
 
@@ -120,7 +106,7 @@ def _probe_exec_count() -> None:
     for attr in ("_last_execution_count", "_repeat_execution_in_cell"):
         if not hasattr(ext, attr):
             raise AttributeError(f"pyviz_comms.extension has no {attr}")
-    if not {"_last_execution_count", "_repeat_execution_in_cell"} <= _code_names(ext.__new__):
+    if not {"_last_execution_count", "_repeat_execution_in_cell"} <= code_names(ext.__new__):
         raise AssertionError("extension.__new__ no longer compares execution counts")
 
 
@@ -239,7 +225,7 @@ def _probe_comm_stdout() -> None:
     current = getattr(pyviz_comms, "StandardOutput", None)
     if not (isinstance(current, type) and issubclass(current, list)):
         raise TypeError(f"pyviz_comms.StandardOutput is {current!r}, not a list subclass")
-    if "StandardOutput" not in _code_names(pyviz_comms.Comm._handle_msg):
+    if "StandardOutput" not in code_names(pyviz_comms.Comm._handle_msg):
         raise AssertionError("Comm._handle_msg no longer captures with StandardOutput()")
     before = sys.stdout
     with ThreadSafeStandardOutput() as got:
@@ -351,7 +337,7 @@ def _probe_inline_css() -> None:
     for cls in _inline_css_classes():
         update = cls.__dict__.get("_update")
         update = getattr(update, "__wrapped__", update)
-        if update is None or not {"_get_properties", "update"} <= _code_names(update):
+        if update is None or not {"_get_properties", "update"} <= code_names(update):
             raise AssertionError(f"{cls.__name__}._update no longer sends its properties with model.update")
     div = Div(stylesheets=[ImportedStyleSheet(url=f"{CDN_DIST}css/alerts.css")])
     if inline_stylesheets(div) != 1 or not isinstance(div.stylesheets[0], InlineStyleSheet):
@@ -470,7 +456,7 @@ def _probe_ipywidget_css() -> None:
     from panel.pane.base import Pane
     from panel.viewable import Renderable
 
-    if "get_root" not in _code_names(notebook.ipywidget):
+    if "get_root" not in code_names(notebook.ipywidget):
         raise AssertionError("panel.io.notebook.ipywidget no longer renders with get_root")
     pre = Renderable.__dict__.get("_preprocess")
     pre = getattr(pre, "__wrapped__", pre)
@@ -480,14 +466,14 @@ def _probe_ipywidget_css() -> None:
 
     upd = Syncable.__dict__.get("_update_model")
     upd = getattr(upd, "__wrapped__", upd)
-    if upd is None or "update" not in _code_names(upd):
+    if upd is None or "update" not in code_names(upd):
         raise AssertionError("Syncable._update_model no longer updates the model")
     props = Reactive.__dict__.get("_get_properties")
     props = getattr(props, "__wrapped__", props)
     if props is None or "stylesheets" not in (props.__code__.co_consts or ()):
         raise AssertionError("Reactive._get_properties no longer returns the stylesheets")
     for fn in (Renderable.get_root, Pane._get_root_model):
-        if "_preprocess" not in _code_names(fn):
+        if "_preprocess" not in code_names(fn):
             raise AssertionError(f"{fn.__qualname__} no longer calls _preprocess")
 
 
@@ -576,7 +562,7 @@ def _probe_comm_msg() -> None:
     on_msg = getattr(on_msg, "__wrapped__", on_msg)
     if on_msg is None or on_msg.__code__.co_varnames[:4] != ("self", "ref", "manager", "msg"):
         raise AssertionError("MimeRenderMixin._on_msg(ref, manager, msg) changed")
-    if not {"_views", "hold", "unhold", "apply_to_document"} <= _code_names(on_msg):
+    if not {"_views", "hold", "unhold", "apply_to_document"} <= code_names(on_msg):
         raise AssertionError("MimeRenderMixin._on_msg no longer applies messages between hold and unhold")
     doc, div = Document(), Div(text="a")
     doc.add_root(div)

@@ -27,7 +27,7 @@ import sys
 import threading
 from typing import Any
 
-from . import Patch, public_path, register, usable  # noqa: F401  (public_path: the doctests)
+from . import Patch, code_names, public_path, register, usable  # noqa: F401  (public_path: the doctests)
 
 __all__ = ["PANEL_PUSH_IN_ORDER", "RETRY", "push_in_order", "send_pushes_in_order", "waiting", "forget"]
 
@@ -157,20 +157,6 @@ def send_pushes_in_order() -> bool:
     return True
 
 
-def _code_names(obj: Any) -> set[str]:
-    """The names and attributes a function's code uses (its comments do not count)."""
-    import ast
-    import inspect
-    import textwrap
-
-    tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
-    return {
-        n.id if isinstance(n, ast.Name) else n.attr
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Name | ast.Attribute)
-    }
-
-
 def _probe() -> None:
     import inspect
 
@@ -182,7 +168,7 @@ def _probe() -> None:
     own = _original if nb.push is push_in_order else nb.push
     if list(inspect.signature(own).parameters) != ["doc", "comm", "binary", "msg"]:
         raise AssertionError("panel.io.notebook.push(doc, comm, binary, msg) changed")
-    if not {"diff", "_comm", "call_later", "send"} <= _code_names(own):
+    if not {"diff", "_comm", "call_later", "send"} <= code_names(own):
         raise AssertionError("panel's push no longer sends diff() or retries while comm._comm is unset")
     if list(inspect.signature(nb.send).parameters) != ["comm", "msg"]:
         raise AssertionError("panel.io.notebook.send(comm, msg) changed")
