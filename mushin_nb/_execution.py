@@ -624,6 +624,8 @@ class SweepRun:
 def _flatten_jobs(ret: Any) -> list[Any]:
     from hydra.core.utils import JobReturn
 
+    from hydra_plugins.mushin_nb_plugins._lazy_return import job_num
+
     out: list[Any] = []
 
     def walk(x: Any) -> None:
@@ -634,5 +636,5 @@ def _flatten_jobs(ret: Any) -> list[Any]:
                 walk(y)
 
     walk(ret)
-    out.sort(key=lambda j: int(j.hydra_cfg.hydra.job.num) if j.hydra_cfg is not None else 0)
+    out.sort(key=lambda j: job_num(j) or 0)  # without making a LazyJobReturn's config
     return out

@@ -495,7 +495,10 @@ def _wrap(wrapper: Any, fn: Callable[..., Any]) -> Callable[[Any], Any]:
 def _cfgs_in_job_order(jobs: list[Any], results: list[JobResult]) -> list[Any] | None:
     """The task configs of ``jobs`` in the job order of ``results``; None when a result
     has no job here (its config is then read from its job directory)."""
-    by_num = {int(j.hydra_cfg.hydra.job.num): j for j in jobs if j.hydra_cfg is not None}
+    from hydra_plugins.mushin_nb_plugins._lazy_return import job_num
+
+    nums = [(job_num(j), j) for j in jobs]
+    by_num = {n: j for n, j in nums if n is not None}
     if not all(r.job_num in by_num for r in results):
         return None
     return [by_num[r.job_num].cfg for r in sorted(results, key=lambda r: r.job_num)]

@@ -127,6 +127,38 @@ def test_job_returns_match_basic(both):
         assert Path(ja.working_dir).relative_to(da) == Path(jb.working_dir).relative_to(db)
 
 
+def test_fast_job_returns_make_their_hydra_config_when_first_read(tmp_path):
+    import copy
+
+    from hydra.core.utils import JobReturn
+
+    from hydra_plugins.mushin_nb_plugins._lazy_return import LazyJobReturn, job_num
+
+    wf, _ = _run(tmp_path, None)
+    _ = wf.cfgs, wf.to_xarray()  # the run's own uses read job numbers, not configs
+    assert len(wf.jobs) == 12
+    assert all(type(j) is LazyJobReturn and j.__dict__["_make"] is not None for j in wf.jobs)
+    assert [job_num(j) for j in wf.jobs] == list(range(12))
+    for j in wf.jobs:  # made on first read: the config the job wrote, kept
+        h = j.hydra_cfg
+        assert j.__dict__["_make"] is None and j.hydra_cfg is h
+        assert int(h.hydra.job.num) == j.job_num and OmegaConf.is_readonly(h.hydra)
+        hydra_dir = Path(h.hydra.runtime.output_dir) / ".hydra"
+        assert (hydra_dir / "hydra.yaml").read_text() == OmegaConf.to_yaml(h)
+    j = wf.jobs[0]
+    back = copy.copy(j)  # a plain JobReturn with the same fields (a pickle too: see the doctest)
+    assert type(back) is JobReturn and job_num(back) == 0
+    assert OmegaConf.to_yaml(back.hydra_cfg) == OmegaConf.to_yaml(j.hydra_cfg)
+    assert (back.overrides, back.working_dir, back.status, back.return_value) == (
+        j.overrides,
+        j.working_dir,
+        j.status,
+        j.return_value,
+    )
+    j.hydra_cfg = None  # assigning replaces it
+    assert j.hydra_cfg is None and job_num(j) == 0
+
+
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_results_chdir_logfile_failures(both, launcher):
     d, wf, err = both[launcher]

@@ -16,6 +16,7 @@ No ``from __future__ import annotations`` under ``hydra_plugins`` (see
 ``sweeper.py``). Imported lazily by ``launcher.py``.
 """
 
+import functools
 import logging
 import os
 import re
@@ -398,12 +399,16 @@ class JobTemplate:
         working_dir: str,
     ) -> Any:
         """Logging, files, callbacks and the task call of ``run_job``."""
-        from hydra.core.utils import JobReturn, JobStatus, env_override
+        from hydra.core.utils import JobStatus, env_override
+
+        from ._lazy_return import LazyJobReturn
 
         launcher = self.launcher
-        ret = JobReturn()
+        # the return keeps what this job's Hydra config is made from, not the config
+        ret = LazyJobReturn(
+            functools.partial(_hydra_root, self.builder, task_cfg, values), values[("job", "num")]
+        )
         ret.cfg = task_cfg
-        ret.hydra_cfg = job.hroot
         ret.overrides = list(overrides)
         ret.working_dir = working_dir
         self._configure_logging(job.full, values, task_cfg)
@@ -483,6 +488,13 @@ class JobTemplate:
                 self.yaml_ok = False
             ov_text = ref
         _write(os.path.join(d, "overrides.yaml"), ov_text)
+
+
+def _hydra_root(builder: JobConfigBuilder, task_cfg: Any, values: dict[tuple[str, ...], Any]) -> Any:
+    """A job's ``{hydra: ...}`` config, made again from the values it was made from."""
+    job = builder.build(task_cfg, values)
+    job.release()
+    return job.hroot
 
 
 def _write(path: str, text: str) -> None:
