@@ -497,8 +497,7 @@ def _cfgs_in_job_order(jobs: list[Any], results: list[JobResult]) -> list[Any] |
     has no job here (its config is then read from its job directory)."""
     from hydra_plugins.mushin_nb_plugins._lazy_return import job_num
 
-    nums = [(job_num(j), j) for j in jobs]
-    by_num = {n: j for n, j in nums if n is not None}
+    by_num = {n: j for j in jobs if (n := job_num(j)) is not None}
     if not all(r.job_num in by_num for r in results):
         return None
     return [by_num[r.job_num].cfg for r in sorted(results, key=lambda r: r.job_num)]

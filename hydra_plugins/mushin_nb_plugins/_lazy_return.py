@@ -12,6 +12,7 @@ Imported by the fast path of the in-process launcher (``_template.py``), once
 Hydra is loaded.
 """
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -73,12 +74,7 @@ class LazyJobReturn(JobReturn):
         self.__dict__["_make"] = None
 
     def __reduce__(self) -> Any:
-        fields = {
-            k: getattr(self, k)
-            for k in ("overrides", "cfg", "hydra_cfg", "working_dir", "task_name", "status")
-        }
-        fields["_return_value"] = self._return_value
-        return (_plain, (fields,))
+        return (_plain, ({f.name: getattr(self, f.name) for f in dataclasses.fields(self)},))
 
 
 def job_num(ret: Any) -> int | None:
