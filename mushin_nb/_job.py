@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import os
 import sys
 import threading
 import time
@@ -117,6 +118,12 @@ class JobRunner:
         # names no metric may have (see _sweep.reserved_metric_names)
         self.reserved = frozenset(reserved)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # what _job keeps of this process's file system does not travel to a worker
+        state = dict(self.__dict__)
+        state.pop("_here", None)
+        return state
+
     def _index(self, overrides: list[str]) -> tuple[int, ...] | None:
         return match_cell(overrides, self.lookup, self.params)
 
@@ -137,18 +144,27 @@ class JobRunner:
             job_dir = Path(hc.runtime.output_dir)
             overrides = list(hc.overrides.task)
             job_num = int(hc.job.num)
-        sweep_dir = Path(self.sweep_dir)
         idx = self._index(overrides)
         if idx is None:
             raise RuntimeError(
                 f"mushin_nb: job {job_num} has overrides {overrides} that match no cell of "
                 "the sweep; was the sweep changed by a sweeper plugin?"
             )
-        try:
-            subdir = job_dir.relative_to(sweep_dir).as_posix()
-        except ValueError:
-            subdir = str(job_dir)
-        state = live_state(sweep_dir, run_id=self.run_id)
+        # the sweep directory as a Path, its text and its real path: made once per process
+        here = self.__dict__.get("_here")
+        if here is None:
+            sweep_path = Path(self.sweep_dir)
+            here = self._here = (sweep_path, str(sweep_path) + os.sep, os.path.realpath(sweep_path))
+        sweep_dir, prefix, real = here
+        text = os.fspath(job_dir)
+        if text.startswith(prefix) and os.sep == "/":  # what relative_to answers, without it
+            subdir = text[len(prefix) :]
+        else:
+            try:
+                subdir = job_dir.relative_to(sweep_dir).as_posix()
+            except ValueError:
+                subdir = str(job_dir)
+        state = live_state(real, run_id=self.run_id, real=True)
         base = dict(index=idx, subdir=subdir, job_num=job_num, task_hash=self.task_hash, run_id=self.run_id)
         return _Job(sweep_dir, job_dir, idx, subdir, state, base, self._label(idx))
 

@@ -70,11 +70,15 @@ def unregister(sweep_dir: str | os.PathLike[str], state: LiveState | None = None
             _by_dir.pop(k, None)
 
 
-def live_state(sweep_dir: str | os.PathLike[str], *, run_id: str | None = None) -> LiveState | None:
+def live_state(
+    sweep_dir: str | os.PathLike[str], *, run_id: str | None = None, real: bool = False
+) -> LiveState | None:
     """The live state of the sweep running in ``sweep_dir`` in this process (and with
-    ``run_id``, if given), or None (e.g. in a worker process)."""
+    ``run_id``, if given), or None (e.g. in a worker process). ``real``: ``sweep_dir``
+    is already ``os.path.realpath``'s answer (a caller that asks once per job keeps it)."""
+    key = os.fspath(sweep_dir) if real else _key(sweep_dir)
     with _lock:
-        st = _by_dir.get(_key(sweep_dir))
+        st = _by_dir.get(key)
     if st is None or (run_id is not None and st.run_id != run_id):
         return None
     return st

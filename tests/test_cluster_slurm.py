@@ -352,7 +352,9 @@ def test_slurm_on_error_stop_removes_the_queued_jobs(slurm, tmp_path):
     # the last of the one-at-a-time tasks (2 s each) never runs
     assert s["failed"] == 1 and s["done"] + s["cancelled"] == 5 and s["cancelled"] >= 1, s
     assert run.failures[0].params == {"x": 0}
-    sub = next((tmp_path / "s" / ".submitit").iterdir()).name
+    # submitit's folder holds the array's directory (<array>_<task>) and a symbolic link
+    # .submission_file_<uuid>.sh to its script, listed in no fixed order
+    sub = next(p.name for p in (tmp_path / "s" / ".submitit").iterdir() if p.name[:1].isdigit())
     array = sub.split("_")[0]
     _until(lambda: not _squeue(array), 60, f"array {array} to leave the queue")
     # slurmdbd records jobs asynchronously: sacct may list the array a moment after squeue dropped it

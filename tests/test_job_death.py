@@ -5,6 +5,7 @@ still run, on every launcher. Real processes, real signals, real files."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -310,6 +311,21 @@ def test_a_jobs_start_marker_becomes_its_result_file(tmp_path):
         assert json.loads(result.read_text())["scalars"]["y"] == value(x)
     back = Record().load_from_dir(tmp_path).to_xarray()
     assert back["y"].values.tolist() == [value(0), value(1), value(2)]
+
+
+def test_write_job_result_makes_a_missing_job_dir_and_index_dir_again(tmp_path):
+    """A result whose job directory and sweep index directory are gone (removed by hand
+    while the sweep ran) is still written whole: both are made again, nothing raises."""
+    r = _store.JobResult(index=(0,), status="done", subdir="a/0", duration=0.1, metrics={"y": 1.5})
+    rec = _store.write_job_result(tmp_path, tmp_path / "a" / "0", r, from_marker=True)
+    assert json.loads((tmp_path / "a" / "0" / _store.RESULT_JSON).read_text()) == rec
+    index = tmp_path / _store.META_DIR / _store.INDEX
+    assert [json.loads(ln) for ln in index.read_text().splitlines()] == [rec]
+    assert rec["scalars"] == {"y": 1.5}
+    shutil.rmtree(tmp_path / _store.META_DIR)
+    r1 = _store.JobResult(index=(1,), status="done", subdir="a/1", duration=0.1, metrics={"y": 2.5})
+    rec1 = _store.write_job_result(tmp_path, tmp_path / "a" / "1", r1)
+    assert [json.loads(ln) for ln in index.read_text().splitlines()] == [rec1]
 
 
 def test_write_job_result_from_a_marker_falls_back_and_survives_a_torn_rewrite(tmp_path):

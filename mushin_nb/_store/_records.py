@@ -216,8 +216,8 @@ def write_job_result(
         else:
             scalars[k] = v
     result.arrays = list(arrays)
-    job_dir.mkdir(parents=True, exist_ok=True)
     if arrays:
+        job_dir.mkdir(parents=True, exist_ok=True)
         target = job_dir / RESULT_NPZ
         tmp, fd = create_temp(target)
         try:
@@ -230,8 +230,12 @@ def write_job_result(
     record = result.to_json(scalars)
     text = dumps(record)
     if not (from_marker and rewrite_as(job_dir / RUNNING_JSON, job_dir / RESULT_JSON, text.encode("utf-8"))):
+        job_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(job_dir / RESULT_JSON, text)
-    meta = sweep_dir / META_DIR
-    meta.mkdir(parents=True, exist_ok=True)
-    append_line(meta / INDEX, text)
+    index = sweep_dir / META_DIR / INDEX
+    try:
+        append_line(index, text)
+    except FileNotFoundError:  # the sweep's first record (or its .mushin was removed)
+        index.parent.mkdir(parents=True, exist_ok=True)
+        append_line(index, text)
     return record
