@@ -59,6 +59,58 @@ def test_quick_parser_gives_hydras_overrides_and_declines_the_rest():
         assert quick.parse(t) is None, t
 
 
+def test_quick_sweeps_are_hydras_overrides_and_the_rest_declined():
+    """parse_sweep against Hydra's parser on random sweeps: the same Override (values of
+    the same types, the same job strings) or None."""
+    from hydra_plugins.mushin_nb_plugins.sweeper import grid_jobs
+
+    parser = OverridesParser.create()
+    quick = QuickParser(parser.parse_override)
+    rng = random.Random(2)
+    alpha = [
+        "1",
+        "-0",
+        "0.5",
+        "-1.25",
+        "2.50",
+        "10",
+        "adam",
+        "x_1",
+        "True",
+        "nan",
+        "00",
+        "1e3",
+        "a b",
+        "",
+        "[1]",
+    ]
+    texts = ["x=" + ",".join(str(i) for i in range(1000)), "+a.b=1,2", "++c=0.1,adam,3"]
+    for _ in range(2000):
+        key = rng.choice(["x", "a.b", "+x", "++y", "_k", "x@p"])
+        texts.append(key + "=" + ",".join(rng.choice(alpha) for _ in range(rng.randint(1, 5))))
+    parsed = 0
+    for t in texts:
+        o = quick.parse_sweep(t)
+        if o is None:
+            continue
+        parsed += 1
+        (ref,) = parser.parse_overrides([t])
+        assert o == ref and [type(v) for v in o.value().list] == [type(v) for v in ref.value().list], t
+        assert grid_jobs([o]) == grid_jobs([ref]), t
+    assert parsed > 150 and quick.on
+    for t in ["x=1", "x=choice(1,2)", "x=range(3)", "x=1, 2", "x=a,'b'", "x=[1,2],3", "x=1,,2", "x=1,true"]:
+        assert quick.parse_sweep(t) is None, t
+
+
+def test_quick_sweeps_stop_at_a_difference():
+    def wrong(text):  # a parser that disagrees: the shortcut must stop at once
+        return OverridesParser.create().parse_override(text.replace("1", "2"))
+
+    quick = QuickParser(wrong)
+    assert quick.parse_sweep("x=1,3") is None and not quick.on
+    assert quick.parse_sweep("x=5,6") is None
+
+
 def test_quick_parser_turns_off_at_a_difference():
     calls = []
 

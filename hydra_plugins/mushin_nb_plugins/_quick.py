@@ -16,6 +16,8 @@ Examples
 >>> q = QuickParser(OverridesParser.create().parse_override)
 >>> [q.parse(t).value() for t in ("x=1", "+lr=0.5", "opt=adam")], q.parse("x=[1,2]")
 ([1, 0.5, 'adam'], None)
+>>> q.parse_sweep("x=1,2.5,adam").value().list, q.parse_sweep("x=choice(1,2)")
+([1, 2.5, 'adam'], None)
 >>> [yaml_scalar(v) for v in (3, "x=1", "3", 0.1, True, None, "a b")]
 ['3', 'x=1', "'3'", '0.1', 'true', 'null', None]
 """
@@ -91,6 +93,51 @@ class QuickParser:
                 return ref
             self.checked.add((prefix, kind))
         return o
+
+    def parse_sweep(self, text: str) -> Any:
+        """The ``Override`` of a simple sweep ``key=v1,v2,...`` (a prefix allowed)
+        whose values are all covered forms, as Hydra's parser makes it; None for
+        anything else (``choice(...)``, ``range(...)``, quotes, spaces, lists...).
+
+        The first sweep of every (prefix, value kinds) is checked against Hydra's
+        parse of a short sweep of the same form: one value of each kind, in order.
+        """
+        if not self.on:
+            return None
+        m = _OVERRIDE.match(text)
+        if m is None:
+            return None
+        prefix, key, raw = m.groups()
+        parts = raw.split(",")
+        got = [_value(p) for p in parts]
+        if len(parts) < 2 or None in got:
+            return None
+        first: dict[str, str] = {}
+        for part, g in zip(parts, got):
+            first.setdefault(g[0], part)  # type: ignore[index]
+        form = (prefix, "sweep", *first)
+        if form not in self.checked:
+            sample = list(first.values()) if len(first) > 1 else parts[:2]
+            short = f"{prefix}{key}=" + ",".join(sample)
+            mine = _sweep(prefix, key, [_value(p)[1] for p in sample], short)  # type: ignore[index]
+            ref = self.hydra_parse(short)
+            if ref != mine or [type(v) for v in ref.value().list] != [type(v) for v in mine.value().list]:
+                self.on = False
+                return None
+            self.checked.add(form)
+        return _sweep(prefix, key, [g[1] for g in got], text)  # type: ignore[index]
+
+
+def _sweep(prefix: str, key: str, values: list[Any], text: str) -> Any:
+    from hydra.core.override_parser.types import ChoiceSweep, Override, OverrideType, ValueType
+
+    return Override(
+        type=(OverrideType.CHANGE, OverrideType.ADD, OverrideType.FORCE_ADD)[len(prefix)],
+        key_or_group=key,
+        value_type=ValueType.SIMPLE_CHOICE_SWEEP,
+        _value=ChoiceSweep(list=values, simple_form=True),
+        input_line=text,
+    )
 
 
 # YAML 1.1 (PyYAML) plain scalars that start with a letter, "_" or "/" and read as

@@ -96,6 +96,23 @@ class MushinSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
+    def _parse(self, arguments: list[str]) -> list[Any]:
+        """Hydra's ``parse_overrides``; a long simple sweep (``x=0,1,...``) without
+        its ANTLR grammar, which takes ~40 ms per 1,000 values (``QuickParser``)."""
+        from ._quick import QuickParser
+
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        quick = QuickParser(parser.parse_override)
+        out = []
+        for text in arguments:
+            o = quick.parse_sweep(text)
+            if o is None:
+                (o,) = parser.parse_overrides([text])  # its own errors
+            else:
+                o.config_loader = parser.config_loader  # as parse_overrides sets it
+            out.append(o)
+        return out
+
     def sweep(self, arguments: list[str]) -> Any:
         """Run the grid of ``arguments`` (Hydra overrides) in batches; returns the
         batches' JobReturns."""
@@ -105,8 +122,7 @@ class MushinSweeper(Sweeper):
         assert self.config is not None and self.launcher is not None
         assert self.hydra_context is not None
         state = live_state(str(self.config.hydra.sweep.dir))
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        all_jobs = grid_jobs(parser.parse_overrides(list(arguments)))
+        all_jobs = grid_jobs(self._parse(list(arguments)))
         if state is not None and state.skip:
             all_jobs = [j for j in all_jobs if parse_job_overrides(j, state.lookup) not in state.skip]
         n = self.max_batch_size if self.max_batch_size not in (None, -1) else max(len(all_jobs), 1)
