@@ -236,3 +236,57 @@ def test_copy_config_is_deepcopy():
     assert (got.a.b[1].c, cfg.a.b[1].c, len(cfg.a.b)) == (4, 3, 2)
     with _compat.public_path(_compat.OMEGACONF_SHARED_NODES):  # the guard refuses: copy.deepcopy
         assert OmegaConf.to_yaml(copy_config(cfg)) == OmegaConf.to_yaml(want)
+
+
+def test_set_value_is_omegaconf_update():
+    """set_value against OmegaConf.update on a hydra-zen config of typed, untyped and
+    nested fields: the same values, node types and refusals; declined where update does
+    more than set a value node; never used when the guard refuses."""
+    from dataclasses import dataclass, field
+    from typing import Any
+
+    from mushin_nb import _compat
+    from mushin_nb._compat.omegaconf_copy import _same_as_update, copy_config, set_value
+
+    assert _same_as_update()
+
+    @dataclass
+    class Task:  # what hydra-zen's builds makes of a typed signature
+        n: int = 1
+        lr: float = 0.1
+        name: str = "a"
+        flag: bool = False
+        anything: Any = None
+
+    @dataclass
+    class Root:
+        t: Task = field(default_factory=Task)
+        free: Any = 0
+        d: Any = field(default_factory=lambda: {"k": 1})
+
+    base = OmegaConf.structured(Root)
+    OmegaConf.set_struct(base, True)
+    cases = [("t.n", 3), ("t.lr", 2), ("t.name", 5), ("t.flag", True), ("t.anything", "x"), ("free", 0.5),
+             ("d.k", "adam"), ("t.n", "abc"), ("t.lr", "zero"), ("t.flag", "maybe"), ("free", "${t.n}"),
+             ("d", 1), ("t.n", None), ("missing", 1), ("t.missing", 1)]  # fmt: skip
+    direct = 0
+    for key, value in cases:
+        got, want = copy_config(base), copy_config(base)
+        outcome = []
+        for cfg, fast in ((got, True), (want, False)):
+            try:
+                done = fast and set_value(cfg, key, value)
+                direct += bool(done)
+                if not done:
+                    OmegaConf.update(cfg, key, value, merge=True)
+                outcome.append("ok")
+            except Exception as e:
+                outcome.append(type(e).__name__)
+        assert outcome[0] == outcome[1], (key, value, outcome)
+        assert OmegaConf.to_yaml(got) == OmegaConf.to_yaml(want), (key, value)
+        assert [type(got.t._get_node(k)) for k in got.t] == [type(want.t._get_node(k)) for k in want.t]
+    assert direct == 7  # the plain sets; the 3 refusals of a typed node raise as update raises
+    for key, value in [("d", 1), ("free", None), ("free", "${t.n}"), ("free", [1]), ("missing", 1)]:
+        assert not set_value(copy_config(base), key, value), (key, value)
+    with _compat.public_path(_compat.OMEGACONF_SHARED_NODES):  # the guard refuses: update's path
+        assert not set_value(copy_config(base), "t.n", 2)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mushin_nb._compat import JobConfigBuilder, JobConfigs
-from mushin_nb._compat.omegaconf_copy import copy_config
+from mushin_nb._compat.omegaconf_copy import copy_config, set_value
 
 from ._derive import derive_sweep_config
 from ._job_logging import JobLogging, flush_log_handlers
@@ -338,7 +338,9 @@ class JobTemplate:
         try:
             for o in parsed:
                 force_add = o.is_add() or o.is_force_add()
-                OmegaConf.update(task_cfg, o.key_or_group, o.value(), merge=True, force_add=force_add)
+                value = o.value()
+                if force_add or not set_value(task_cfg, o.key_or_group, value):  # update, made directly
+                    OmegaConf.update(task_cfg, o.key_or_group, value, merge=True, force_add=force_add)
         except Exception:
             raise NeedsComposition() from None  # e.g. a value its typed node refuses
         return task_cfg

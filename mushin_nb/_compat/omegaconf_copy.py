@@ -1,11 +1,15 @@
-"""A deep copy of an OmegaConf config without ``copy.deepcopy``'s generic machinery:
+"""A deep copy of an OmegaConf config without ``copy.deepcopy``'s generic machinery,
+and ``OmegaConf.update`` of a plain value without its layers of checks and wrappers:
 part of :mod:`mushin_nb._compat` (it writes the same node internals as the
 ``omegaconf-shared-nodes`` patch and is used only while that patch's guard allows it,
 and once this module's own check found it equal to ``copy.deepcopy``).
 
 The in-process launcher copies the job template's task config once per job: with
 ``copy.deepcopy`` that is most of a millisecond for a small config (every node's
-metadata goes through ``__reduce_ex__``); this makes the same tree directly.
+metadata goes through ``__reduce_ex__``); this makes the same tree directly. Then each of the job's values is set on its
+copy: ``OmegaConf.update`` walks the key, wraps the call in its error formatting and
+reaches ``ValueNode._set_value``, which :func:`set_value` calls directly when the
+node and value are ones for which that is all ``update`` does.
 
 No ``from __future__ import annotations``: the check's dataclasses are local.
 """
@@ -18,10 +22,11 @@ from typing import Any
 
 from . import OMEGACONF_SHARED_NODES, usable
 
-__all__ = ["copy_config"]
+__all__ = ["copy_config", "set_value"]
 
 _ATOMIC = (int, float, bool, str, bytes, type(None), enum.Enum, pathlib.PurePath)
 _checked: list[bool] = []
+_set_checked: list[bool] = []
 _check_lock = threading.Lock()
 
 
@@ -54,7 +59,7 @@ def _same_as_deepcopy() -> bool:
     kind of node (typed, nested, lists, interpolations, missing values, flags)."""
     from dataclasses import dataclass, field
 
-    from omegaconf import OmegaConf
+    from omegaconf import IntegerNode, OmegaConf
 
     class Color(enum.Enum):
         RED = 1
@@ -113,3 +118,125 @@ def copy_config(cfg: Any) -> Any:
     if not _checked[0]:
         return copy.deepcopy(cfg)
     return _copy(cfg, cfg.__dict__["_parent"])
+
+
+def _direct_set(cfg: Any, key: str, value: Any) -> bool:
+    from omegaconf import AnyNode, DictConfig, ValueNode
+
+    if type(value) not in (int, float, bool, str) or (
+        type(value) is str and ("${" in value or value == "???")
+    ):
+        return False  # None, interpolations, missing values and objects take update's path
+    parts = key.split(".")
+    parent = cfg
+    for k in parts[:-1]:
+        parent = parent.__dict__["_content"].get(k)
+        if type(parent) is not DictConfig or not isinstance(parent.__dict__["_content"], dict):
+            return False
+    content = parent.__dict__["_content"] if type(parent) is DictConfig else None
+    node = content.get(parts[-1]) if isinstance(content, dict) else None
+    # update's _set_item_impl calls node._set_value(value) for a value node that has a
+    # ref type or is an AnyNode (others are replaced by a new node); a read-only parent refuses
+    if not isinstance(node, ValueNode) or not (type(node) is AnyNode or node._has_ref_type()):
+        return False
+    if parent._get_flag("readonly"):
+        return False
+    node._set_value(value)
+    return True
+
+
+def _same_as_update() -> bool:
+    """Whether :func:`_direct_set` leaves what ``OmegaConf.update`` leaves, on a config
+    with untyped, typed, converted, nested, interpolated and read-only values."""
+    from dataclasses import dataclass, field
+
+    from omegaconf import IntegerNode, OmegaConf
+
+    class Color(enum.Enum):
+        RED = 1
+
+    @dataclass
+    class Inner:
+        n: int = 1
+        f: float = 0.5
+        s: str = "s"
+        b: bool = False
+
+    @dataclass
+    class Sample:
+        a: Any = 0
+        inner: Inner = field(default_factory=Inner)
+        loose: Any = field(
+            default_factory=lambda: {"c": Color.RED, "d": "${a}", "e": {"g": 1}, "i": IntegerNode(1)}
+        )
+        frozen: Any = field(default_factory=lambda: {"h": 1})
+
+    sets = [
+        ("a", "x"),
+        ("loose.i", "abc"),  # a typed node in an untyped dict: both refuse it
+        ("inner.n", 3),
+        ("inner.f", 2),
+        ("inner.s", 7),
+        ("inner.b", True),
+        ("loose.c", 5),
+        ("loose.d", 1.5),
+        ("loose.e.g", "y"),
+        ("frozen.h", 2),
+        ("loose.e", 1),
+        ("a", "${inner.n}"),
+    ]
+    want, got = OmegaConf.structured(Sample), OmegaConf.structured(Sample)
+    OmegaConf.set_struct(want, True), OmegaConf.set_struct(got, True)
+    OmegaConf.set_readonly(want.frozen, True), OmegaConf.set_readonly(got.frozen, True)
+    direct = 0
+    for key, value in sets:
+        outcomes = []
+        for cfg, fast in ((want, False), (got, True)):
+            try:
+                done = fast and _direct_set(cfg, key, value)
+                direct += bool(done)
+                if not done:
+                    OmegaConf.update(cfg, key, value, merge=True)
+                outcomes.append("ok")
+            except Exception as e:
+                outcomes.append(type(e).__name__)
+        if outcomes[0] != outcomes[1]:
+            return False
+
+    def kinds(c: Any) -> list[Any]:
+        return [(k, type(c._get_node(k)).__name__, c._get_node(k)._metadata.ref_type) for k in c]
+
+    same = OmegaConf.to_yaml(got) == OmegaConf.to_yaml(want) and direct >= 5
+    return bool(
+        same
+        and all(kinds(got[k]) == kinds(want[k]) for k in ("inner", "loose"))
+        and kinds(got) == kinds(want)
+    )
+
+
+def set_value(cfg: Any, key: str, value: Any) -> bool:
+    """Set ``key`` (a dotted key) of ``cfg`` to the plain ``value`` as
+    ``OmegaConf.update(cfg, key, value, merge=True)`` would, when that comes down to
+    its value node's ``_set_value``; False, with nothing changed, for anything else
+    (the caller then calls ``OmegaConf.update``).
+
+    Examples
+    --------
+    >>> from omegaconf import OmegaConf
+    >>> cfg = OmegaConf.create({"a": {"b": 1}, "c": "${a.b}"})
+    >>> set_value(cfg, "a.b", 2), set_value(cfg, "a", 3), set_value(cfg, "new", 1)
+    (True, False, False)
+    >>> cfg.c
+    2
+    """
+    if not usable(OMEGACONF_SHARED_NODES):
+        return False
+    if not _set_checked:
+        with _check_lock:
+            if not _set_checked:
+                try:
+                    ok = _same_as_update()
+                except Exception:
+                    ok = False
+                _set_checked.append(ok)
+    return _set_checked[0] and _direct_set(cfg, key, value)

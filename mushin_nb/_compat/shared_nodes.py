@@ -289,9 +289,11 @@ register(
         package="omegaconf",
         versions=">=2.3,<2.4",
         internals="nodes' __dict__ (_content, _parent, _metadata, _flags_cache), "
-        "Node._set_value, Node._invalidate_flags_cache",
+        "Node._set_value, Node._invalidate_flags_cache; the task config's copy and values "
+        "(omegaconf_copy: copy_config, set_value)",
         public_path="copy.deepcopy of the template's Hydra config per job (twice) and "
-        "setting the per-job fields with read_write/open_dict",
+        "setting the per-job fields with read_write/open_dict; copy.deepcopy of the task "
+        "config and OmegaConf.update of each job value",
         probe=_probe_shared_nodes,
     )
 )

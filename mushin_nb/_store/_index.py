@@ -439,7 +439,7 @@ def is_cancelled(sweep_dir: Path) -> bool:
     >>> clear_cancel(d); is_cancelled(d)
     False
     """
-    return (Path(sweep_dir) / META_DIR / CANCEL).exists()
+    return os.path.exists(os.path.join(sweep_dir, META_DIR, CANCEL))  # asked once per job
 
 
 def set_cancel(sweep_dir: Path, reason: str) -> None:

@@ -71,7 +71,7 @@ def mark_job_started(job_dir: Path, **info: Any) -> None:
         rec["index"] = list(rec["index"])
     # one plain write (a job's start pays for one file creation): a reader that sees
     # it partly written skips it, as a marker being written
-    fd = os.open(Path(job_dir) / RUNNING_JSON, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    fd = os.open(os.path.join(job_dir, RUNNING_JSON), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         os.write(fd, dumps(rec).encode("utf-8"))
     finally:
@@ -92,7 +92,7 @@ def clear_job_started(job_dir: Path) -> None:
     True
     """
     try:
-        os.unlink(Path(job_dir) / RUNNING_JSON)
+        os.unlink(os.path.join(job_dir, RUNNING_JSON))
     except FileNotFoundError:
         pass
 
