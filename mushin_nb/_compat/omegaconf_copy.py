@@ -2,14 +2,15 @@
 and ``OmegaConf.update`` of a plain value without its layers of checks and wrappers:
 part of :mod:`mushin_nb._compat` (it writes the same node internals as the
 ``omegaconf-shared-nodes`` patch and is used only while that patch's guard allows it,
-and once this module's own check found it equal to ``copy.deepcopy``).
+and once this module's own checks found each equal to ``copy.deepcopy`` and
+``OmegaConf.update``).
 
 The in-process launcher copies the job template's task config once per job: with
 ``copy.deepcopy`` that is most of a millisecond for a small config (every node's
-metadata goes through ``__reduce_ex__``); this makes the same tree directly. Then each of the job's values is set on its
-copy: ``OmegaConf.update`` walks the key, wraps the call in its error formatting and
-reaches ``ValueNode._set_value``, which :func:`set_value` calls directly when the
-node and value are ones for which that is all ``update`` does.
+metadata goes through ``__reduce_ex__``); this makes the same tree directly. Then
+each of the job's values is set on the copy: ``OmegaConf.update`` walks the key,
+wraps the call in its error formatting and reaches ``ValueNode._set_value``, which
+:func:`set_value` calls directly when that is all ``update`` would do.
 
 No ``from __future__ import annotations``: the check's dataclasses are local.
 """
@@ -59,7 +60,7 @@ def _same_as_deepcopy() -> bool:
     kind of node (typed, nested, lists, interpolations, missing values, flags)."""
     from dataclasses import dataclass, field
 
-    from omegaconf import IntegerNode, OmegaConf
+    from omegaconf import OmegaConf
 
     class Color(enum.Enum):
         RED = 1
