@@ -65,7 +65,7 @@ class QuickParser:
 
     def __init__(self, hydra_parse: Callable[[str], Any]) -> None:
         self.hydra_parse = hydra_parse
-        self.checked: set[tuple[str, str]] = set()
+        self.checked: set[tuple[str, ...]] = set()
         self.on = True
 
     def parse(self, text: str) -> Any:

@@ -187,8 +187,9 @@ def _same_as_update() -> bool:
         ("a", "${inner.n}"),
     ]
     want, got = OmegaConf.structured(Sample), OmegaConf.structured(Sample)
-    OmegaConf.set_struct(want, True), OmegaConf.set_struct(got, True)
-    OmegaConf.set_readonly(want.frozen, True), OmegaConf.set_readonly(got.frozen, True)
+    for cfg in (want, got):
+        OmegaConf.set_struct(cfg, True)
+        OmegaConf.set_readonly(cfg.frozen, True)
     direct = 0
     for key, value in sets:
         outcomes = []
