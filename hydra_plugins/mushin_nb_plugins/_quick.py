@@ -70,9 +70,7 @@ class QuickParser:
 
     def parse(self, text: str) -> Any:
         """The ``Override`` of ``text``, or None when it is not a covered form."""
-        if not self.on:
-            return None
-        m = _OVERRIDE.match(text)
+        m = _OVERRIDE.match(text) if self.on else None
         if m is None:
             return None
         prefix, key, raw = m.groups()
@@ -102,9 +100,7 @@ class QuickParser:
         The first sweep of every (prefix, value kinds) is checked against Hydra's
         parse of a short sweep of the same form: one value of each kind, in order.
         """
-        if not self.on:
-            return None
-        m = _OVERRIDE.match(text)
+        m = _OVERRIDE.match(text) if self.on else None
         if m is None:
             return None
         prefix, key, raw = m.groups()

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import OMEGACONF_SHARED_NODES, usable
 
-__all__ = ["copy_config", "set_value"]
+__all__ = ["copy_config", "set_value", "set_both"]
 
 _ATOMIC = (int, float, bool, str, bytes, type(None), enum.Enum, pathlib.PurePath)
 _checked: list[bool] = []
@@ -146,6 +146,32 @@ def _direct_set(cfg: Any, key: str, value: Any) -> bool:
     return True
 
 
+def set_both(setter: Any, fast: Any, ref: Any, key: str, value: Any) -> tuple[str, str, bool]:
+    """Set ``key`` to ``value`` in ``fast`` with ``setter`` (``update`` where it declines)
+    and in ``ref`` with ``OmegaConf.update``: each one's outcome ("ok" or the error's
+    type name), and whether ``setter`` set it.
+
+    Examples
+    --------
+    >>> from omegaconf import OmegaConf
+    >>> a, b = OmegaConf.create({"x": 1}), OmegaConf.create({"x": 1})
+    >>> set_both(set_value, a, b, "x", 2), a == b
+    (('ok', 'ok', True), True)
+    """
+    from omegaconf import OmegaConf
+
+    outcomes, done = [], False
+    for cfg, direct in ((fast, True), (ref, False)):
+        try:
+            done = done or (direct and bool(setter(cfg, key, value)))
+            if not (direct and done):
+                OmegaConf.update(cfg, key, value, merge=True)
+            outcomes.append("ok")
+        except Exception as e:
+            outcomes.append(type(e).__name__)
+    return outcomes[0], outcomes[1], done
+
+
 def _same_as_update() -> bool:
     """Whether :func:`_direct_set` leaves what ``OmegaConf.update`` leaves, on a config
     with untyped, typed, converted, nested, interpolated and read-only values."""
@@ -192,17 +218,9 @@ def _same_as_update() -> bool:
         OmegaConf.set_readonly(cfg.frozen, True)
     direct = 0
     for key, value in sets:
-        outcomes = []
-        for cfg, fast in ((want, False), (got, True)):
-            try:
-                done = fast and _direct_set(cfg, key, value)
-                direct += bool(done)
-                if not done:
-                    OmegaConf.update(cfg, key, value, merge=True)
-                outcomes.append("ok")
-            except Exception as e:
-                outcomes.append(type(e).__name__)
-        if outcomes[0] != outcomes[1]:
+        fast, ref, done = set_both(_direct_set, got, want, key, value)
+        direct += done
+        if fast != ref:
             return False
 
     def kinds(c: Any) -> list[Any]:
