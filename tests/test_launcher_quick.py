@@ -239,9 +239,10 @@ def test_copy_config_is_deepcopy():
 
 
 def test_set_value_is_omegaconf_update():
-    """set_value against OmegaConf.update on a hydra-zen config of typed, untyped and
-    nested fields: the same values, node types and refusals; declined where update does
-    more than set a value node; never used when the guard refuses."""
+    """set_value against OmegaConf.update on a structured config of typed, untyped and
+    nested fields (the kind hydra-zen's builds makes): the same values, node types and
+    refusals; declined where update does more than set a value node; never used when the
+    guard refuses."""
     from dataclasses import dataclass, field
     from typing import Any
 
